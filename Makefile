@@ -1,0 +1,33 @@
+# Two commands on a fresh machine:  make run   (the dashboard)   and   make test   (the whole test suite)
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8501
+ADDRESS ?= 127.0.0.1
+
+.PHONY: run test bench bench-quick screenshot setup
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+run: setup
+	-$(PY) -m core.data mnist
+	$(VENV)/bin/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) \
+		--server.headless true --browser.gatherUsageStats false
+
+test: setup
+	bash scripts/ensure_chromium.sh
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) benchmarks/bench_train.py
+
+bench-quick: setup
+	$(PY) benchmarks/bench_train.py --quick
+
+screenshot: setup
+	$(PY) -m pytest -q tests/browser -k screenshot

@@ -1,0 +1,189 @@
+"""Training speed and accuracy benchmark: the course's original pipeline vs this project's trainer.
+
+    .venv/bin/python benchmarks/bench_train.py            # full: speed + accuracy (10 epochs, seeds 0-2)
+    .venv/bin/python benchmarks/bench_train.py --quick    # 1 timed epoch per case, accuracy after 2 epochs, 1 seed
+
+Every case runs in a fresh subprocess, one after another, in alternating order, so the ratios
+compare runs measured side by side on the same machine in one invocation.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+# --- one case, inside its own process --------------------------------------------------
+def original_pipeline(bn: bool, epochs: int, seed: int, data_dir: str) -> list[float]:
+    """The course's code: DataLoader over datasets.MNIST with ToTensor + Normalize, softmax inside the model."""
+    import torch
+    from torch import nn
+    from torchvision import datasets, transforms
+
+    torch.manual_seed(seed)
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
+    train_loader = torch.utils.data.DataLoader(datasets.MNIST(data_dir, train=True, download=True, transform=tf), batch_size=64, shuffle=True)
+    test_loader = torch.utils.data.DataLoader(datasets.MNIST(data_dir, train=False, transform=tf), batch_size=64, shuffle=False)
+    layers, d = [nn.Flatten()], 784
+    for h in (512, 256, 128, 32):
+        layers += [nn.Linear(d, h)] + ([nn.BatchNorm1d(h)] if bn else []) + [nn.ReLU()]
+        d = h
+    out = nn.Linear(d, 10)
+    nn.init.xavier_uniform_(out.weight)
+    model = nn.Sequential(*layers, out, nn.Softmax(dim=1))
+    criterion, opt = nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=0.001)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        for x, y in train_loader:
+            opt.zero_grad()
+            loss = criterion(model(x), y)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            correct = sum((model(x).argmax(1) == y).sum().item() for x, y in test_loader)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def project_trainer(bn: bool, epochs: int, seed: int, data_dir: str, poll: bool = False) -> dict:
+    """This project's Trainer with its run store (snapshots + persistence), optionally polled like the page."""
+    from core.config import TrainConfig
+    from core.runs import RunStore
+
+    # No torch work in this (main) thread: with libgomp, a second long-lived thread that has run
+    # a parallel torch op makes the training thread's many small parallel regions ~2.5x slower.
+    with tempfile.TemporaryDirectory() as runs:
+        store = RunStore(runs, data_dir)
+        run = store.start(TrainConfig(batch_norm=bn, epochs=epochs, seed=seed))
+        trainer = store.trainer(run.id)
+        if poll:
+            poll_like_page(trainer)
+        trainer.join()
+        snap = trainer.snapshot
+    assert snap.status == "finished", snap.error
+    return {"times": [h.seconds for h in snap.history], "acc": [h.test_acc for h in snap.history]}
+
+
+def poll_like_page(trainer) -> None:
+    """What the Train page's fragment does once a second: read the snapshot and build the figures."""
+    from ui.figures import loss_figure, accuracy_figure
+
+    while trainer.alive:
+        snap = trainer.snapshot
+        loss_figure([("run", snap)]).to_json()
+        accuracy_figure([("run", snap)]).to_json()
+        time.sleep(1.0)
+
+
+def bare_loop(bn: bool, epochs: int, seed: int, data_dir: str) -> list[float]:
+    """The same training and evaluation as the trainer, with no snapshots, no thread and no persistence."""
+    import torch
+    import torch.nn.functional as F
+    from core.config import TrainConfig
+    from core.data import iterate_batches, load_dataset
+    from core.models import build_model
+    from core.training import evaluate
+
+    torch.set_flush_denormal(True)
+    data = load_dataset("mnist", data_dir)
+    model = build_model(TrainConfig(batch_norm=bn, seed=seed))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    gen = torch.Generator().manual_seed(seed)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        for xb, yb in iterate_batches(data.train_x, data.train_y, 64, gen):
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        evaluate(model, data.test_x, data.test_y)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def run_case(case: str, bn: bool, epochs: int, seed: int, data_dir: str) -> dict:
+    if case == "original":
+        return {"times": original_pipeline(bn, epochs, seed, data_dir)}
+    if case == "bare":
+        return {"times": bare_loop(bn, epochs, seed, data_dir)}
+    return project_trainer(bn, epochs, seed, data_dir, poll=(case == "polled"))
+
+
+# --- the orchestrator -------------------------------------------------------------------
+def spawn(case: str, bn: bool, epochs: int, seed: int, data_dir: str) -> dict:
+    cmd = [sys.executable, __file__, "--case", case, "--bn" if bn else "--no-bn", "--epochs", str(epochs),
+           "--seed", str(seed), "--data-dir", data_dir]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        raise RuntimeError(f"{case} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def mean_sd(xs: list[float]) -> str:
+    return f"{statistics.mean(xs):.2%} ± {statistics.stdev(xs):.2%}" if len(xs) > 1 else f"{xs[0]:.2%}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="shorter: fewer timed epochs, a 2-epoch single-seed accuracy check")
+    p.add_argument("--speed-epochs", type=int, default=None, help="timed epochs per case (default 3, quick 1)")
+    p.add_argument("--acc-epochs", type=int, default=None, help="epochs of the accuracy runs (default 10, quick 2)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 for accuracy (default 3, quick 1)")
+    p.add_argument("--data-dir", default=os.environ.get("DATA_DIR", str(ROOT / "data")))
+    p.add_argument("--case", help=argparse.SUPPRESS)
+    p.add_argument("--bn", action=argparse.BooleanOptionalAction, default=False, help=argparse.SUPPRESS)
+    p.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.case:  # worker process
+        print(json.dumps(run_case(a.case, a.bn, a.epochs, a.seed, a.data_dir)))
+        return
+    speed_epochs = a.speed_epochs or (1 if a.quick else 3)
+    acc_epochs = a.acc_epochs or (2 if a.quick else 10)
+    seeds = a.seeds or (1 if a.quick else 3)
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device of the trainer: "
+          f"{'cuda' if torch.cuda.is_available() else 'cpu'}; data: {a.data_dir}")
+    print(f"\n## Speed: seconds per epoch (training + test evaluation, batch 64), {speed_epochs} epoch(s) per case, "
+          "median; the first epoch of each process is included")
+    cases = ["original", "bare", "trainer", "polled"]
+    res: dict[tuple[str, bool], list[float]] = {}
+    for bn in (False, True):
+        for case in cases:  # alternate cases so drifts in machine load hit all of them alike
+            res[(case, bn)] = spawn(case, bn, speed_epochs, 0, a.data_dir)["times"]
+    print(f"{'case':<34}{'no-BN':>10}{'BN':>10}")
+    names = {"original": "original pipeline (course code)", "bare": "bare in-memory loop",
+             "trainer": "project trainer + run store", "polled": "trainer, polled like the Train page"}
+    med = {k: statistics.median(v) for k, v in res.items()}
+    for case in cases:
+        print(f"{names[case]:<34}{med[(case, False)]:>9.2f}s{med[(case, True)]:>9.2f}s")
+    for bn in (False, True):
+        arm = "BN   " if bn else "no-BN"
+        print(f"{arm}: speed-up of the trainer over the original: {med[('original', bn)] / med[('trainer', bn)]:.2f}x; "
+              f"overhead of snapshots + persistence vs bare loop: {med[('trainer', bn)] / med[('bare', bn)] - 1:+.1%}; "
+              f"page polling vs trainer alone: {med[('polled', bn)] / med[('trainer', bn)] - 1:+.1%}")
+
+    print(f"\n## Accuracy: final test accuracy after {acc_epochs} epochs, seeds 0..{seeds - 1} (project trainer)")
+    for bn in (False, True):
+        accs = [spawn("trainer", bn, acc_epochs, s, a.data_dir)["acc"][-1] for s in range(seeds)]
+        print(f"{'BN   ' if bn else 'no-BN'}: {mean_sd(accs)}  (each: {', '.join(f'{x:.2%}' for x in accs)})")
+
+
+if __name__ == "__main__":
+    main()

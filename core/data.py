@@ -1,0 +1,124 @@
+"""Datasets as in-memory uint8 tensors, loaded once per process, and seeded batching."""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+MEAN, STD = 0.5, 0.5  # the course's Normalize((0.5,), (0.5,)): pixels to [-1, 1]
+RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+CLASS_NAMES = {
+    "mnist": tuple(str(i) for i in range(10)),
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+}
+
+
+class DataUnavailableError(RuntimeError):
+    """The dataset is not on disk and could not be downloaded."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train_x: torch.Tensor  # (60000, 28, 28) uint8
+    train_y: torch.Tensor  # (60000,) int64
+    test_x: torch.Tensor  # (10000, 28, 28) uint8
+    test_y: torch.Tensor  # (10000,) int64
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    return Path(data_dir or os.environ.get("DATA_DIR") or "./data")
+
+
+_cache: dict[tuple[str, str], Dataset] = {}
+_lock = threading.Lock()
+
+
+def load_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
+    """Load a dataset once per process (by name and folder) and return the cached tensors."""
+    if name not in _FOLDERS:
+        raise ValueError(f"dataset: unknown dataset {name!r}; choose one of {', '.join(_FOLDERS)}")
+    root = resolve_data_dir(data_dir).resolve()
+    key = (name, str(root))
+    with _lock:  # one loader at a time: two tabs starting runs must not download twice
+        if key not in _cache:
+            _cache[key] = _load(name, root, download)
+        return _cache[key]
+
+
+def _load(name: str, root: Path, download: bool) -> Dataset:
+    from torchvision import datasets  # imported lazily: it is slow to import
+
+    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    raw = root / _FOLDERS[name] / "raw"
+    missing = [f for f in RAW_FILES if not (raw / f).exists()]
+    if missing and not download:
+        raise DataUnavailableError(_missing_message(name, raw, missing, "downloading is switched off"))
+    try:
+        train = cls(str(root), train=True, download=bool(missing))
+        test = cls(str(root), train=False, download=False)
+    except Exception as e:  # network errors, partial downloads, unreadable files
+        missing = [f for f in RAW_FILES if not (raw / f).exists()]
+        raise DataUnavailableError(_missing_message(name, raw, missing, f"{type(e).__name__}: {e}")) from None
+    return Dataset(name, train.data, train.targets.long(), test.data, test.targets.long())
+
+
+def _missing_message(name: str, raw: Path, missing: list[str], reason: str) -> str:
+    files = ", ".join(missing) if missing else "(files present but unreadable)"
+    return (
+        f"The {name} dataset is not available in {raw} and could not be downloaded ({reason}). "
+        f"Expected files: {files}. Connect to the internet once and start again so it downloads itself, "
+        f"or copy the raw IDX files (uncompressed) into {raw}, "
+        f"or point DATA_DIR (or --data-dir) at a folder that already holds {_FOLDERS[name]}/raw/."
+    )
+
+
+def normalize(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 images (..., 28, 28) -> float (..., 784) in [-1, 1], exactly as ToTensor + Normalize(0.5, 0.5)."""
+    return x_uint8.reshape(*x_uint8.shape[:-2], 784).float().div_(255).sub_(MEAN).div_(STD)
+
+
+def iterate_batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None = None,
+    max_batches: int | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield normalised (B, 784) float batches sliced from in-memory tensors; shuffled when a generator is given."""
+    n = len(x)
+    order = torch.randperm(n, generator=generator) if generator is not None else None
+    n_batches = num_batches(n, batch_size, max_batches)
+    for b in range(n_batches):
+        sl = slice(b * batch_size, min((b + 1) * batch_size, n))
+        idx = order[sl] if order is not None else None
+        xb = x[idx] if idx is not None else x[sl]
+        yb = y[idx] if idx is not None else y[sl]
+        yield normalize(xb), yb
+
+
+def num_batches(n: int, batch_size: int, max_batches: int | None = None) -> int:
+    total = -(-n // batch_size)
+    return min(total, max_batches) if max_batches else total
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m core.data [mnist fashion-mnist]`: download what is missing; explain, don't crash, when offline."""
+    import sys
+
+    names = (argv if argv is not None else sys.argv[1:]) or ["mnist"]
+    status = 0
+    for name in names:
+        try:
+            d = load_dataset(name)
+            print(f"{name}: {len(d.train_x)} training and {len(d.test_x)} test images in {resolve_data_dir()}")
+        except DataUnavailableError as e:
+            print(f"warning: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""The course MLP: Linear -> [BatchNorm1d] -> ReLU blocks, logits out."""
+from __future__ import annotations
+
+import torch
+import math
+
+from torch import nn
+
+from core.config import TrainConfig
+
+INPUT_SIZE, NUM_CLASSES = 784, 10
+
+
+class MLP(nn.Module):
+    def __init__(self, hidden: tuple[int, ...] = (512, 256, 128, 32), batch_norm: bool = False,
+                 double_softmax: bool = False) -> None:
+        super().__init__()
+        self.batch_norm, self.double_softmax = batch_norm, double_softmax
+        blocks, d = [], INPUT_SIZE
+        for h in hidden:
+            # BatchNorm1d draws no random numbers at init, so a BN and a no-BN model built
+            # from the same seed get identical Linear weights.
+            layers = [nn.Linear(d, h)] + ([nn.BatchNorm1d(h)] if batch_norm else []) + [nn.ReLU()]
+            blocks.append(nn.Sequential(*layers))
+            d = h
+        self.blocks = nn.ModuleList(blocks)
+        self.out = nn.Linear(d, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)  # (B, 784)
+        for block in self.blocks:
+            x = block(x)
+        z = self.out(x)  # (B, 10) logits
+        # The course's defect, kept only as an explicit option: CrossEntropyLoss applies
+        # log-softmax again to these probabilities.
+        return torch.softmax(z, dim=1) if self.double_softmax else z
+
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """What the model believes: softmax of the logits (the double-softmax output already is one)."""
+        out = self(x)
+        return out if self.double_softmax else torch.softmax(out, dim=1)
+
+
+def init_weights(model: MLP, seed: int) -> None:
+    """PyTorch's default Linear init, Xavier-uniform on the output layer (as in the course), from
+    a private generator: thread-safe, and independent of BN since BN layers draw nothing."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for lin in [b[0] for b in model.blocks] + [model.out]:
+            bound = 1 / math.sqrt(lin.in_features)
+            if lin is model.out:
+                nn.init.xavier_uniform_(lin.weight, generator=g)
+            else:
+                nn.init.kaiming_uniform_(lin.weight, a=math.sqrt(5), generator=g)  # nn.Linear's default
+            nn.init.uniform_(lin.bias, -bound, bound, generator=g)
+
+
+def build_model(config: TrainConfig) -> MLP:
+    """Build the MLP for a config; its initial weights depend only on config.seed and the sizes."""
+    model = MLP(config.hidden, config.batch_norm, config.double_softmax)
+    init_weights(model, config.seed)
+    return model

@@ -1,0 +1,196 @@
+"""One epoch, evaluation, and the background Trainer that publishes snapshots."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from core.config import TrainConfig
+from core.data import Dataset, iterate_batches, load_dataset, normalize, num_batches
+from core.models import MLP, build_model
+from core.snapshot import EpochMetrics, RunSnapshot
+
+EVAL_BATCH = 1000  # evaluation batch size: eval mode makes the result independent of it
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a whole split, in eval mode (BN uses running statistics)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=y.device)
+    correct = torch.zeros((), dtype=torch.long, device=y.device)
+    for xb, yb in iterate_batches(x_uint8, y, batch_size):
+        out = model(xb)  # (B, 10)
+        loss_sum += F.cross_entropy(out, yb, reduction="sum")
+        correct += (out.argmax(1) == yb).sum()
+    model.train(was_training)
+    n = len(y)
+    return loss_sum.item() / n, correct.item() / n
+
+
+@torch.inference_mode()
+def predict(model: MLP, x_uint8: torch.Tensor, batch_size: int = EVAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities (N, 10) and per-sample loss-free predictions for a split, in eval mode."""
+    model.eval()
+    probs = [model.probabilities(normalize(x_uint8[i:i + batch_size])) for i in range(0, len(x_uint8), batch_size)]
+    p = torch.cat(probs)
+    return p, p.argmax(1)
+
+
+class RunListener(Protocol):
+    """What the trainer tells the run store; called from the training thread."""
+
+    def on_status(self, snap: RunSnapshot) -> None: ...
+    def on_steps(self, steps: list[tuple[int, float]]) -> None: ...
+    def on_epoch_end(self, snap: RunSnapshot, model: MLP) -> None: ...
+    def on_end(self, snap: RunSnapshot, model: MLP | None) -> None: ...
+
+
+StepHook = Callable[[int, MLP, torch.Tensor], None]  # (global step, model, input batch) after the update
+
+
+class Trainer:
+    """Trains one TrainConfig in a background thread. Never touches UI code.
+
+    Read `snapshot` from any thread: it is an immutable RunSnapshot swapped in under a lock.
+    pause(), resume() and stop() take effect within one batch.
+    """
+
+    def __init__(self, config: TrainConfig, data_dir: str | None = None, device: torch.device | None = None,
+                 listener: RunListener | None = None, log_every: int = 10, step_hook: StepHook | None = None,
+                 hook_every: int = 25) -> None:
+        config.validate()
+        self.config, self.data_dir, self.listener = config, data_dir, listener
+        self.device = device or default_device()
+        self.log_every, self.step_hook, self.hook_every = log_every, step_hook, hook_every
+        self.model: MLP | None = None
+        self._lock = threading.Lock()
+        self._snap = RunSnapshot(epochs=config.epochs, device=str(self.device))
+        self._stop = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+        self._thread = threading.Thread(target=self._run, name="trainer", daemon=True)
+
+    # --- control, from any thread -------------------------------------------------------
+    @property
+    def snapshot(self) -> RunSnapshot:
+        with self._lock:
+            return self._snap
+
+    def start(self) -> "Trainer":
+        self._thread.start()
+        return self
+
+    def pause(self) -> None:
+        if self.snapshot.status == "running":
+            self._resume.clear()
+
+    def resume(self) -> None:
+        self._resume.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._resume.set()  # a paused run must wake up to stop
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # --- the training thread ------------------------------------------------------------
+    def _publish(self, **changes) -> RunSnapshot:
+        with self._lock:
+            self._snap = replace(self._snap, **changes)
+            return self._snap
+
+    def _set_status(self, status: str, error: str | None = None) -> None:
+        snap = self._publish(status=status, error=error)
+        if self.listener:
+            self.listener.on_status(snap)
+
+    def _run(self) -> None:
+        # Without this, tiny activations and optimizer moments in a no-BN network turn
+        # into denormal floats, and every multiply on them costs ~100x on x86 CPUs.
+        torch.set_flush_denormal(True)
+        try:
+            self._set_status("running")
+            data = load_dataset(self.config.dataset, self.data_dir)
+            self._train(data)
+            self._set_status("stopped" if self._stop.is_set() else "finished")
+        except Exception as e:  # the thread must never die silently
+            self._set_status("failed", f"{type(e).__name__}: {e}")
+        if self.listener:
+            self.listener.on_end(self.snapshot, self.model)
+
+    def _train(self, data: Dataset) -> None:
+        cfg, dev = self.config, self.device
+        train_x, train_y = data.train_x.to(dev), data.train_y.to(dev)
+        test_x, test_y = data.test_x.to(dev), data.test_y.to(dev)
+        model = self.model = build_model(cfg).to(dev)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+        gen = torch.Generator(device="cpu").manual_seed(cfg.seed)  # minibatch order: same seed, same order
+        steps_per_epoch = num_batches(len(train_x), cfg.batch_size, cfg.max_batches)
+        self._publish(steps_per_epoch=steps_per_epoch)
+        step, elapsed, step_losses, history = 0, 0.0, [], []
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            t0, paused = time.perf_counter(), 0.0  # pauses do not count as training time
+            loss_sum = torch.zeros((), device=dev)
+            correct = torch.zeros((), dtype=torch.long, device=dev)
+            window = torch.zeros((), device=dev)
+            seen = 0
+            batches = iterate_batches(train_x, train_y, cfg.batch_size, gen, cfg.max_batches)
+            for i, (xb, yb) in enumerate(batches, start=1):
+                if not self._resume.is_set():
+                    p0 = time.perf_counter()
+                    self._set_status("paused")
+                    self._resume.wait()
+                    paused += time.perf_counter() - p0
+                    if not self._stop.is_set():
+                        self._set_status("running")
+                if self._stop.is_set():
+                    break
+                out = model(xb)  # (B, 10)
+                loss = F.cross_entropy(out, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step, seen = step + 1, seen + len(yb)
+                with torch.no_grad():
+                    loss_sum += loss.detach() * len(yb)
+                    window += loss.detach()
+                    correct += (out.argmax(1) == yb).sum()
+                if self.step_hook and step % self.hook_every == 0:
+                    self.step_hook(step, model, xb)
+                if i % self.log_every == 0 or i == steps_per_epoch:
+                    entry = (step, window.item() / (i % self.log_every or self.log_every))  # .item(): a GPU sync point
+                    window.zero_()
+                    step_losses.append(entry)
+                    busy = time.perf_counter() - t0 - paused
+                    self._publish(step=step, epoch_step=i, step_losses=tuple(step_losses), elapsed=elapsed + busy,
+                                  samples_per_sec=seen / max(busy, 1e-9))
+                    if self.listener:
+                        self.listener.on_steps([entry])
+            if self._stop.is_set():
+                break
+            test_loss, test_acc = evaluate(model, test_x, test_y)
+            seconds = time.perf_counter() - t0 - paused
+            elapsed += seconds
+            history.append(EpochMetrics(epoch, loss_sum.item() / seen, correct.item() / seen, test_loss, test_acc, seconds))
+            snap = self._publish(epoch=epoch, step=step, epoch_step=0, history=tuple(history),
+                                 elapsed=elapsed)
+            if self.listener:
+                self.listener.on_epoch_end(snap, model)

@@ -1,0 +1,279 @@
+"""Core engine on small slices of the real data: models, data, trainer, run store, CLI."""
+import json
+import math
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from core.config import TrainConfig, parse_hidden
+from core.data import DataUnavailableError, iterate_batches, load_dataset, normalize
+from core.models import build_model
+from core.runs import RunStore, WeightsError, load_weights
+from core.training import Trainer, evaluate
+
+TINY = dict(max_batches=20, epochs=2, batch_size=64)
+
+
+def run_to_end(trainer: Trainer, timeout: float = 120) -> None:
+    trainer.start().join(timeout)
+    assert not trainer.alive, "trainer did not finish in time"
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_output_shapes(bn):
+    model = build_model(TrainConfig(batch_norm=bn))
+    model.eval()
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+    assert model(torch.zeros(3, 784)).shape == (3, 10)
+    sizes = [b[0].out_features for b in model.blocks]
+    assert sizes == [512, 256, 128, 32] and model.out.out_features == 10
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()) == bn
+
+
+def test_double_softmax_only_as_option():
+    x = torch.randn(4, 784)
+    plain = build_model(TrainConfig())
+    assert not torch.allclose(plain(x).sum(1), torch.ones(4))  # logits, not probabilities
+    ds = build_model(TrainConfig(double_softmax=True))
+    assert torch.allclose(ds(x).sum(1), torch.ones(4))
+
+
+def test_same_seed_same_linear_weights_with_and_without_bn():
+    a, b = build_model(TrainConfig(batch_norm=False, seed=3)), build_model(TrainConfig(batch_norm=True, seed=3))
+    la = [m for m in a.modules() if isinstance(m, torch.nn.Linear)]
+    lb = [m for m in b.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(torch.equal(x.weight, y.weight) and torch.equal(x.bias, y.bias) for x, y in zip(la, lb))
+
+
+def test_data_in_memory_and_normalised(data_dir):
+    d = load_dataset("mnist", data_dir)
+    assert d.train_x.dtype == torch.uint8 and d.train_x.shape == (60000, 28, 28) and d.test_x.shape == (10000, 28, 28)
+    assert load_dataset("mnist", data_dir) is d  # loaded once per process
+    x = normalize(d.train_x[:2])
+    assert x.shape == (2, 784) and x.min() >= -1 and x.max() <= 1
+    from torchvision import transforms
+    from PIL import Image
+    ref = transforms.Normalize((0.5,), (0.5,))(transforms.ToTensor()(Image.fromarray(d.train_x[0].numpy())))
+    assert torch.allclose(ref.flatten(), x[0], atol=1e-6)
+
+
+def test_batches_are_seeded(data_dir):
+    d = load_dataset("mnist", data_dir)
+    first = lambda seed: next(iterate_batches(d.train_x, d.train_y, 8, torch.Generator().manual_seed(seed)))[1]
+    assert torch.equal(first(1), first(1)) and not torch.equal(first(1), first(2))
+    assert len(list(iterate_batches(d.train_x, d.train_y, 64, None, max_batches=5))) == 5
+
+
+def test_offline_missing_data_message(tmp_path, monkeypatch):
+    import torchvision.datasets.mnist as m
+
+    def no_network(*a, **k):
+        raise OSError("network is unreachable")
+    monkeypatch.setattr(m, "download_and_extract_archive", no_network)
+    monkeypatch.setattr(m, "download_url", no_network, raising=False)
+    with pytest.raises(DataUnavailableError) as e:
+        load_dataset("fashion-mnist", tmp_path / "empty")
+    msg = str(e.value)
+    assert str(tmp_path / "empty") in msg and "train-images-idx3-ubyte" in msg and "DATA_DIR" in msg
+    with pytest.raises(DataUnavailableError, match="downloading is switched off"):
+        load_dataset("mnist", tmp_path / "empty2", download=False)
+
+
+@pytest.mark.parametrize("field,kw", [
+    ("lr", dict(lr=0)), ("lr", dict(lr=-1e-3)), ("lr", dict(lr=math.nan)), ("lr", dict(lr=math.inf)),
+    ("batch_size", dict(batch_size=0)), ("batch_size", dict(batch_size=60001)), ("batch_size", dict(batch_size=1.5)),
+    ("epochs", dict(epochs=0)), ("hidden", dict(hidden=())), ("hidden", dict(hidden=(512, 0))),
+    ("hidden", dict(hidden=(-3,))), ("dataset", dict(dataset="cifar")), ("seed", dict(seed=-1)),
+    ("max_batches", dict(max_batches=0)),
+])
+def test_invalid_config_names_field(field, kw):
+    with pytest.raises(ValueError, match=f"^{field}"):
+        TrainConfig(**kw)
+
+
+def test_parse_hidden():
+    assert parse_hidden("512, 256,128 32") == (512, 256, 128, 32)
+    for bad in ("", "a,b", "3,-1", "0"):
+        with pytest.raises(ValueError, match="^hidden"):
+            parse_hidden(bad)
+
+
+def test_loss_falls_and_metrics_recorded(data_dir):
+    t = Trainer(TrainConfig(max_batches=60, epochs=2), data_dir=data_dir, log_every=5)
+    run_to_end(t)
+    s = t.snapshot
+    assert s.status == "finished", s.error
+    assert len(s.history) == 2 and s.epoch == 2 and s.step == 120
+    assert s.history[1].train_loss < s.history[0].train_loss
+    assert s.step_losses[-1][1] < s.step_losses[0][1]
+    assert s.history[-1].test_acc > 0.8 and s.samples_per_sec > 0
+    loss, acc = evaluate(t.model, *[load_dataset("mnist", data_dir).test_x, load_dataset("mnist", data_dir).test_y])
+    assert acc == pytest.approx(s.history[-1].test_acc) and loss == pytest.approx(s.history[-1].test_loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_deterministic(data_dir, bn):
+    snaps = []
+    for _ in range(2):
+        t = Trainer(TrainConfig(batch_norm=bn, seed=7, **TINY), data_dir=data_dir)
+        run_to_end(t)
+        snaps.append(t.snapshot)
+    a, b = snaps
+    assert a.step_losses == b.step_losses
+    assert [(h.train_loss, h.test_acc, h.test_loss) for h in a.history] == [(h.train_loss, h.test_acc, h.test_loss) for h in b.history]
+
+
+def test_pause_resume_stop(data_dir):
+    t = Trainer(TrainConfig(epochs=50, batch_size=16), data_dir=data_dir, log_every=1).start()
+    deadline = time.time() + 60
+    while t.snapshot.step < 5 and time.time() < deadline:
+        time.sleep(0.01)
+    t.pause()
+    while t.snapshot.status != "paused" and time.time() < deadline:
+        time.sleep(0.01)
+    assert t.snapshot.status == "paused"
+    step = t.snapshot.step
+    time.sleep(0.3)
+    assert t.snapshot.step <= step + 1  # at most the batch in flight
+    t.resume()
+    while t.snapshot.step < step + 5 and time.time() < deadline:
+        time.sleep(0.01)
+    assert t.snapshot.status == "running"
+    t.stop()
+    t.join(10)
+    assert not t.alive and t.snapshot.status == "stopped"
+
+
+def test_stop_while_paused(data_dir):
+    t = Trainer(TrainConfig(epochs=50), data_dir=data_dir, log_every=1).start()
+    while t.snapshot.step < 2:
+        time.sleep(0.01)
+    t.pause()
+    while t.snapshot.status != "paused":
+        time.sleep(0.01)
+    t.stop()
+    t.join(10)
+    assert t.snapshot.status == "stopped"
+
+
+def test_snapshots_readable_while_training(data_dir):
+    t = Trainer(TrainConfig(max_batches=100, epochs=3), data_dir=data_dir, log_every=1).start()
+    seen, errors = [], []
+
+    def reader():
+        try:
+            while t.alive:
+                s = t.snapshot
+                assert len(s.history) == s.epoch
+                assert all(a[0] < b[0] for a, b in zip(s.step_losses, s.step_losses[1:]))
+                seen.append(len(s.step_losses))
+                time.sleep(0.001)  # a spinning reader would starve the trainer of the GIL
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    for r in readers:
+        r.start()
+    t.join(120)
+    for r in readers:
+        r.join()
+    assert not errors and t.snapshot.status == "finished"
+    assert len(set(seen)) > 1  # the readers saw the run progress
+
+
+def test_failure_becomes_status(tmp_path, monkeypatch):
+    import core.training as tr
+
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+    monkeypatch.setattr(tr, "load_dataset", boom)
+    t = Trainer(TrainConfig(**TINY))
+    run_to_end(t)
+    assert t.snapshot.status == "failed" and "disk on fire" in t.snapshot.error
+
+
+def test_store_persists_and_reloads(store, data_dir):
+    run = store.start(TrainConfig(**TINY), name="first")
+    store.trainer(run.id).join(120)
+    live = store.get(run.id).snapshot
+    assert live.status == "finished"
+    again = RunStore(store.root, data_dir)  # as after a server restart
+    info = again.get(run.id)
+    assert info.name == "first" and info.config == run.config and info.snapshot.status == "finished"
+    assert info.snapshot.history == live.history
+    assert info.snapshot.step_losses == live.step_losses
+    model = again.load_model(run.id)
+    x = torch.randn(4, 784)
+    ref = store.trainer(run.id).model.eval()
+    assert torch.allclose(model(x), ref(x))
+    again.rename(run.id, "renamed")
+    assert RunStore(store.root, data_dir).get(run.id).name == "renamed"
+    import io, zipfile
+    z = zipfile.ZipFile(io.BytesIO(again.export_zip(run.id)))
+    assert set(z.namelist()) == {"config.json", "metrics.csv", "weights.safetensors"}
+    assert z.read("metrics.csv").decode().count("\n") == 3
+    again.delete(run.id)
+    assert not (store.root / run.id).exists() and run.id not in [r.id for r in again.list()]
+
+
+def test_duplicate_live_run_refused(store):
+    from core.runs import DuplicateRunError
+    cfg = TrainConfig(epochs=50)
+    run = store.start(cfg)
+    with pytest.raises(DuplicateRunError):
+        store.start(TrainConfig(epochs=50, name="other name"))
+    store.stop(run.id, wait=10)
+    assert store.get(run.id).snapshot.status == "stopped"
+
+
+def test_interrupted_run_and_torn_metrics_line(store, data_dir):
+    run = store.start(TrainConfig(**TINY))
+    store.trainer(run.id).join(120)
+    d = store.root / run.id
+    (d / "status.json").write_text(json.dumps({"status": "running", "error": None}))  # killed mid-run
+    with open(d / "metrics.jsonl", "a") as f:
+        f.write('{"step": 99, "lo')  # killed mid-write
+    (d / ".weights.safetensors.abc.tmp").write_bytes(b"half")
+    info = RunStore(store.root, data_dir).get(run.id)
+    assert info.snapshot.status == "stopped" and "interrupted" in info.snapshot.error
+    assert len(info.snapshot.history) == 2
+
+
+def test_truncated_or_foreign_weights(store, tmp_path):
+    run = store.start(TrainConfig(**TINY))
+    store.trainer(run.id).join(120)
+    path = store.root / run.id / "weights.safetensors"
+    bad = tmp_path / "cut.safetensors"
+    bad.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(WeightsError, match="damaged"):
+        load_weights(bad, run.config)
+    pickle = tmp_path / "model.pt"
+    torch.save({"x": torch.zeros(2)}, pickle)
+    with pytest.raises(WeightsError):
+        load_weights(pickle, run.config)
+    with pytest.raises(WeightsError, match="does not fit"):
+        load_weights(path, TrainConfig(hidden=(64, 32)))
+    with pytest.raises(WeightsError, match="No weights"):
+        load_weights(tmp_path / "none.safetensors", run.config)
+
+
+def test_import_core_does_not_import_streamlit():
+    code = "import sys, core, core.train, core.runs; assert 'streamlit' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__('pathlib').Path(__file__).parent.parent))
+
+
+def test_cli_json(tmp_path, data_dir):
+    root = __import__("pathlib").Path(__file__).parent.parent
+    out = subprocess.run([sys.executable, "-m", "core.train", "--epochs", "1", "--max-batches", "10", "--bn",
+                          "--data-dir", data_dir, "--runs-dir", str(tmp_path), "--json"],
+                         capture_output=True, text=True, cwd=root, timeout=120)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["status"] == "finished" and 0 < res["test_acc"] <= 1
+    assert "epoch 1/1" in out.stderr
+    assert RunStore(tmp_path, data_dir).get(res["run_id"]).config.batch_norm
+    bad = subprocess.run([sys.executable, "-m", "core.train", "--lr", "-1"], capture_output=True, text=True, cwd=root)
+    assert bad.returncode == 2 and "lr" in bad.stderr

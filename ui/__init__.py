@@ -1,0 +1,1 @@
+"""What the pages share: session-state keys, plotly figure builders, the cached run registry."""

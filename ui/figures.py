@@ -1,0 +1,75 @@
+"""Plotly figure builders. They take plain numbers and snapshots, never torch tensors."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from core.snapshot import RunSnapshot
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+Labeled = Sequence[tuple[str, RunSnapshot]]
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 340) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=height, hovermode="x unified",
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def loss_figure(runs: Labeled) -> go.Figure:
+    """Training loss per logged step (lines) and per epoch (markers), one colour per run."""
+    fig = go.Figure()
+    for i, (label, snap) in enumerate(runs):
+        c = PALETTE[i % len(PALETTE)]
+        if snap.step_losses:
+            steps, losses = zip(*snap.step_losses)
+            fig.add_scatter(x=steps, y=losses, mode="lines", name=f"{label}: per step", line=dict(color=c, width=1.5),
+                            hovertemplate="step %{x}<br>loss %{y:.4f}<extra></extra>")
+        if snap.history:
+            spe = max(snap.steps_per_epoch, snap.step // max(snap.epoch, 1), 1) if snap.epoch else snap.steps_per_epoch
+            fig.add_scatter(x=[h.epoch * spe for h in snap.history], y=[h.train_loss for h in snap.history],
+                            mode="markers+lines", name=f"{label}: epoch mean", line=dict(color=c, dash="dot"),
+                            marker=dict(size=8, symbol="diamond"), customdata=[h.epoch for h in snap.history],
+                            hovertemplate="epoch %{customdata}<br>mean loss %{y:.4f}<extra></extra>")
+    return _layout(fig, "Training loss", "step", "cross-entropy")
+
+
+def accuracy_figure(runs: Labeled) -> go.Figure:
+    """Training (dashed) and test (solid) accuracy per epoch."""
+    fig = go.Figure()
+    for i, (label, snap) in enumerate(runs):
+        c = PALETTE[i % len(PALETTE)]
+        ep = [h.epoch for h in snap.history]
+        fig.add_scatter(x=ep, y=[h.test_acc for h in snap.history], mode="lines+markers", name=f"{label}: test",
+                        line=dict(color=c), hovertemplate="epoch %{x}<br>test acc %{y:.2%}<extra></extra>")
+        fig.add_scatter(x=ep, y=[h.train_acc for h in snap.history], mode="lines+markers", name=f"{label}: train",
+                        line=dict(color=c, dash="dash"), hovertemplate="epoch %{x}<br>train acc %{y:.2%}<extra></extra>")
+    fig.update_yaxes(tickformat=".1%")
+    fig.update_xaxes(dtick=1)
+    return _layout(fig, "Accuracy per epoch", "epoch", "accuracy")
+
+
+def confusion_figure(counts: np.ndarray, class_names: Sequence[str], normalized: bool) -> go.Figure:
+    z = counts / np.maximum(counts.sum(1, keepdims=True), 1) if normalized else counts
+    text = [[f"{v:.1%}" if normalized else f"{int(v)}" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(z=z, x=list(class_names), y=list(class_names), colorscale="Blues", text=text,
+                               texttemplate="%{text}", hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title="true class", type="category")
+    fig.update_xaxes(title="predicted class", type="category")
+    fig.update_layout(title="Confusion matrix" + (" (row-normalised)" if normalized else " (counts)"), height=480,
+                      margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def bar_figure(labels: Sequence[str], values: Sequence[float], title: str, colors: Sequence[str] | None = None,
+               fmt: str = ".3f", yrange: tuple[float, float] | None = None, height: int = 280) -> go.Figure:
+    fig = go.Figure(go.Bar(x=list(labels), y=list(values), marker_color=list(colors) if colors else None,
+                           text=[format(v, fmt) for v in values], textposition="outside",
+                           hovertemplate="%{x}: %{y:" + fmt + "}<extra></extra>"))
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_xaxes(type="category")
+    if yrange:
+        fig.update_yaxes(range=list(yrange))
+    return fig
