@@ -1,0 +1,11 @@
+"""Navigation only: every page in pages/ is listed here (st.navigation turns auto-discovery off)."""
+import streamlit as st
+
+st.set_page_config(page_title="MNIST teaching dashboard", page_icon=":material/psychology:", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/monitoring:"),
+    st.Page("pages/runs.py", title="Runs & evaluation", icon=":material/table_view:"),
+]
+st.navigation(PAGES).run()

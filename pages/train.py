@@ -1,0 +1,125 @@
+"""Train page: hyperparameters, Start / Pause / Resume / Stop, live charts of the selected run."""
+import streamlit as st
+
+from core import DATASETS, DuplicateRunError, TrainConfig, parse_hidden
+from core.snapshot import RunSnapshot
+from ui import keys as K
+from ui.figures import accuracy_figure, loss_figure
+from ui.registry import get_store, run_label
+from ui.boot import require_navigation
+
+require_navigation()
+
+LR_CHOICES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]  # a log scale
+
+store = get_store()
+st.title("Train a network")
+
+
+def read_config() -> TrainConfig | None:
+    """Widgets -> TrainConfig; shows the problem and returns None when a value is invalid."""
+    with st.container(border=True):
+        c1, c2, c3, c4 = st.columns(4)
+        dataset = c1.selectbox("Dataset", DATASETS, key=K.TRAIN_DATASET)
+        lr = c2.select_slider("Learning rate (log scale)", LR_CHOICES, value=1e-3, key=K.TRAIN_LR,
+                              format_func=lambda v: f"{v:g}")
+        batch = c3.number_input("Batch size", 1, 60_000, 64, key=K.TRAIN_BATCH)
+        epochs = c4.number_input("Epochs", 1, 100, 10, key=K.TRAIN_EPOCHS)
+        c1, c2, c3, c4 = st.columns(4)
+        hidden_text = c1.text_input("Hidden layer sizes", "512, 256, 128, 32", key=K.TRAIN_HIDDEN)
+        seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key=K.TRAIN_SEED)
+        max_batches = c3.number_input("Quick run: batches per epoch (0 = all)", 0, 60_000, 0, key=K.TRAIN_MAX_BATCHES)
+        bn = c4.toggle("BatchNorm (Linear → BN → ReLU)", key=K.TRAIN_BN)
+        double = c4.checkbox("Double softmax (the course's bug)", key=K.TRAIN_DOUBLE_SOFTMAX,
+                             help="Softmax inside the model and again inside CrossEntropyLoss: the loss can never go "
+                                  "below about 1.46 and gradients shrink as predictions get confident.")
+        if double:
+            c4.caption(":material/warning: Wrong on purpose: CrossEntropyLoss already applies (log-)softmax, so softmax runs twice.")
+    try:
+        return TrainConfig(dataset=dataset, batch_norm=bn, hidden=parse_hidden(hidden_text), lr=float(lr),
+                           batch_size=int(batch), epochs=int(epochs), seed=int(seed), double_softmax=double,
+                           max_batches=int(max_batches) or None)
+    except ValueError as e:
+        st.error(f"Cannot start: {e}")
+        return None
+
+
+def start(config: TrainConfig, allow_duplicate: bool = False) -> None:
+    try:
+        info = store.start(config, allow_duplicate=allow_duplicate)
+    except DuplicateRunError as e:
+        st.session_state[K.TRAIN_PENDING_DUPLICATE] = str(e)
+        return
+    st.session_state.pop(K.TRAIN_PENDING_DUPLICATE, None)
+    st.session_state[K.TRAIN_RUN_ID] = info.id
+
+
+config = read_config()
+if st.button("Start", icon=":material/play_arrow:", key=K.TRAIN_START, type="primary", disabled=config is None):
+    start(config)
+if msg := st.session_state.get(K.TRAIN_PENDING_DUPLICATE):
+    st.warning(f"{msg} Start a second copy anyway?")
+    if st.button("Start a duplicate", key=K.TRAIN_CONFIRM_DUPLICATE) and config is not None:
+        start(config, allow_duplicate=True)
+
+runs = store.list()
+if not runs:
+    st.info("No runs yet: choose settings and press Start. (10 epochs take well under a minute on a laptop CPU.)")
+    st.stop()
+
+ids = [r.id for r in runs]
+if st.session_state.get(K.TRAIN_RUN_ID) not in ids:  # default: the newest live run, else the newest run
+    st.session_state[K.TRAIN_RUN_ID] = next((r.id for r in runs if r.live), ids[0])
+labels = {r.id: run_label(r) for r in runs}
+run_id = st.selectbox("Run shown", ids, key=K.TRAIN_RUN_ID, format_func=labels.get)
+was_live = store.get(run_id).live
+
+
+def fmt_seconds(s: float | None) -> str:
+    return "–" if s is None else (f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min")
+
+
+def show_snapshot(snap: RunSnapshot) -> None:
+    if snap.status == "failed":
+        st.error(f"This run failed: {snap.error}")
+    elif snap.error:
+        st.warning(snap.error)
+    cur = min(snap.epoch + 1, snap.epochs) if snap.live else snap.epoch
+    st.progress(snap.epoch_progress, text=f"Epoch {cur}/{snap.epochs}: step {snap.epoch_step}/{snap.steps_per_epoch}")
+    st.progress(snap.run_progress, text=f"Whole run: {snap.run_progress:.0%}")
+    m = st.columns(5)
+    m[0].metric("Status", snap.status)
+    m[1].metric("Samples / s", f"{snap.samples_per_sec:,.0f}" if snap.live else "–")
+    m[2].metric("Time left", fmt_seconds(snap.seconds_left))
+    m[3].metric("Last test accuracy", f"{snap.final.test_acc:.2%}" if snap.final else "–")
+    m[4].metric("Last step loss", f"{snap.step_losses[-1][1]:.4f}" if snap.step_losses else "–")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(loss_figure([("run", snap)]), key="train_loss_chart", width="stretch")
+    c2.plotly_chart(accuracy_figure([("run", snap)]), key="train_acc_chart", width="stretch")
+    if snap.history:
+        st.dataframe([{"epoch": h.epoch, "train loss": round(h.train_loss, 4), "train acc": f"{h.train_acc:.2%}",
+                       "test loss": round(h.test_loss, 4), "test acc": f"{h.test_acc:.2%}", "seconds": round(h.seconds, 2)}
+                      for h in snap.history], hide_index=True)
+
+
+@st.fragment(run_every=1.0 if was_live else None)  # polls only while the run is live
+def live_view() -> None:
+    info = store.get(run_id)
+    snap = info.snapshot
+    st.caption(f"{info.config.label()} · hidden {list(info.config.hidden)} · device {snap.device} · run id {info.id}")
+    trainer = store.trainer(run_id)
+    if trainer is not None and snap.live:
+        b = st.columns([1, 1, 1, 5])
+        if snap.status == "paused":
+            if b[0].button("Resume", icon=":material/play_arrow:", key=K.TRAIN_RESUME):
+                store.resume(run_id)
+        elif b[0].button("Pause", icon=":material/pause:", key=K.TRAIN_PAUSE):
+            store.pause(run_id)
+        if b[1].button("Stop", icon=":material/stop:", key=K.TRAIN_STOP):
+            store.stop(run_id)
+    show_snapshot(store.get(run_id).snapshot)
+    if was_live and not store.get(run_id).live:
+        st.rerun(scope="app")  # the run ended: redraw the page once, without polling
+
+
+live_view()

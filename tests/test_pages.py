@@ -1,0 +1,169 @@
+"""AppTest for the dashboard pages: seeded state, widgets by key, assertions on what the page shows."""
+import time
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core import TrainConfig
+from ui import keys as K
+
+TIMEOUT = 120
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch, data_dir):
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("DATA_DIR", data_dir)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    yield at
+    from ui.registry import get_store
+    get_store().stop_all(wait=30)  # threads started by a test are stopped
+    st.cache_resource.clear()
+
+
+def wait_finished(store, timeout=TIMEOUT):
+    deadline = time.time() + timeout
+    while any(r.live for r in store.list()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(r.live for r in store.list())
+
+
+def texts(at) -> str:
+    return " ".join(str(e.value) for coll in (at.markdown, at.caption, at.info, at.warning, at.error, at.metric)
+                    for e in coll)
+
+
+def test_home_links_every_page(app):
+    app.run()
+    assert not app.exception
+    assert "real PyTorch" in texts(app)
+
+
+def test_train_page_without_runs(app):
+    app.run()
+    app.switch_page("pages/train.py").run()
+    assert not app.exception
+    assert "No runs yet" in texts(app)
+    assert app.button(key=K.TRAIN_START).disabled is False
+
+
+def test_invalid_hidden_sizes_cannot_be_submitted(app):
+    app.run()
+    app.switch_page("pages/train.py").run()
+    app.text_input(key=K.TRAIN_HIDDEN).set_value("512, zero").run()
+    assert "hidden" in " ".join(e.value for e in app.error)
+    assert app.button(key=K.TRAIN_START).disabled
+
+
+def test_start_tiny_run_and_see_final_numbers(app):
+    from ui.registry import get_store
+    app.run()
+    app.switch_page("pages/train.py").run()
+    app.number_input(key=K.TRAIN_EPOCHS).set_value(2)
+    app.number_input(key=K.TRAIN_MAX_BATCHES).set_value(30)
+    app.toggle(key=K.TRAIN_BN).set_value(True)
+    app.button(key=K.TRAIN_START).click().run()
+    assert not app.exception
+    store = get_store()
+    (run,) = store.list()
+    assert run.config == TrainConfig(batch_norm=True, epochs=2, max_batches=30)
+    wait_finished(store)
+    app.run()
+    final = store.get(run.id).snapshot.final
+    shown = texts(app)
+    assert "finished" in shown and f"{final.test_acc:.2%}" in shown
+    assert len(app.get("plotly_chart")) == 2
+
+
+def test_duplicate_start_is_refused_then_confirmed(app):
+    from ui.registry import get_store
+    app.run()
+    app.switch_page("pages/train.py").run()
+    app.number_input(key=K.TRAIN_EPOCHS).set_value(50)
+    app.button(key=K.TRAIN_START).click().run()
+    app.button(key=K.TRAIN_START).click().run()
+    assert len(get_store().list()) == 1
+    assert "already training" in " ".join(w.value for w in app.warning)
+    app.button(key=K.TRAIN_CONFIRM_DUPLICATE).click().run()
+    assert len(get_store().list()) == 2
+
+
+def test_pause_resume_stop_buttons(app):
+    from ui.registry import get_store
+    app.run()
+    app.switch_page("pages/train.py").run()
+    app.number_input(key=K.TRAIN_EPOCHS).set_value(50)
+    app.button(key=K.TRAIN_START).click().run()
+    store = get_store()
+    (run,) = store.list()
+    app.button(key=K.TRAIN_PAUSE).click().run()
+    deadline = time.time() + 30
+    while store.get(run.id).snapshot.status != "paused" and time.time() < deadline:
+        time.sleep(0.02)
+    app.run()
+    assert store.get(run.id).snapshot.status == "paused"
+    app.button(key=K.TRAIN_RESUME).click().run()
+    app.button(key=K.TRAIN_STOP).click().run()
+    store.trainer(run.id).join(30)
+    assert store.get(run.id).snapshot.status == "stopped"
+
+
+def test_failed_run_shows_its_message(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "no-data"))
+    import core.data as data
+    monkeypatch.setattr(data, "_load", lambda name, root, download: (_ for _ in ()).throw(
+        data.DataUnavailableError(f"The mnist dataset is not available in {root}")))
+    from ui.registry import get_store
+    app.run()
+    app.switch_page("pages/train.py").run()
+    app.button(key=K.TRAIN_START).click().run()
+    wait_finished(get_store())
+    app.run()
+    errors = " ".join(e.value for e in app.error)
+    assert "failed" in errors and "not available" in errors
+
+
+def test_runs_page_overlay_rename_delete_and_evaluate(app, data_dir):
+    from ui.registry import get_store
+    app.run()
+    store = get_store()
+    for seed in (0, 1):
+        store.start(TrainConfig(epochs=1, max_batches=40, seed=seed), name=f"seed {seed}")
+    wait_finished(store)
+    a, b = store.list()
+    app.switch_page("pages/runs.py").run()
+    assert not app.exception
+    assert len(app.get("plotly_chart")) >= 4  # overlay (2) + confusion + per class
+    table = app.dataframe[0].value
+    assert set(table["name"]) == {"seed 0", "seed 1"}
+    # rename
+    app.selectbox(key=K.RUNS_EDIT).set_value(a.id)
+    app.text_input(key=K.RUNS_NEW_NAME).set_value("my best run")
+    app.button(key=K.RUNS_RENAME).click().run()
+    assert store.get(a.id).name == "my best run"
+    # evaluation: confusion counts add up to the test set, accuracy agrees with training's own evaluation
+    app.selectbox(key=K.RUNS_EVAL).set_value(b.id).run()
+    acc = store.get(b.id).snapshot.final.test_acc
+    assert f"{acc:.2%}" in texts(app)
+    # delete needs confirmation
+    app.selectbox(key=K.RUNS_EDIT).set_value(a.id).run()
+    assert app.button(key=K.RUNS_DELETE).disabled
+    app.checkbox(key=K.RUNS_CONFIRM_DELETE).check().run()
+    app.button(key=K.RUNS_DELETE).click().run()
+    assert [r.id for r in store.list()] == [b.id]
+
+
+def test_evaluation_report_is_consistent(data_dir, tmp_path):
+    from core.evaluation import evaluate_model
+    from core.runs import RunStore
+    store = RunStore(tmp_path, data_dir)
+    run = store.start(TrainConfig(epochs=1, max_batches=40, batch_norm=True))
+    store.trainer(run.id).join(60)
+    rep = evaluate_model(store.load_model(run.id), "mnist", data_dir)
+    assert rep.confusion.sum() == 10000
+    assert rep.accuracy == pytest.approx(store.get(run.id).snapshot.final.test_acc)
+    losses = [m.loss for m in rep.mistakes]
+    assert losses == sorted(losses, reverse=True) and all(m.true != m.predicted for m in rep.mistakes)
