@@ -73,3 +73,14 @@ def bar_figure(labels: Sequence[str], values: Sequence[float], title: str, color
     if yrange:
         fig.update_yaxes(range=list(yrange))
     return fig
+
+
+def line_figure(x: Sequence[float], series: dict[str, Sequence[float]], title: str, xlabel: str, ylabel: str,
+                hline: tuple[float, str] | None = None) -> go.Figure:
+    fig = go.Figure()
+    for i, (name, ys) in enumerate(series.items()):
+        fig.add_scatter(x=list(x), y=list(ys), mode="lines", name=name, line=dict(color=PALETTE[i % len(PALETTE)]),
+                        hovertemplate=f"{xlabel} %{{x:.3f}}<br>{ylabel} %{{y:.4f}}<extra>{name}</extra>")
+    if hline:
+        fig.add_hline(y=hline[0], line_dash="dot", annotation_text=hline[1])
+    return _layout(fig, title, xlabel, ylabel)

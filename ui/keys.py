@@ -27,3 +27,18 @@ RUNS_DELETE = "runs_delete"
 RUNS_CONFIRM_DELETE = "runs_confirm_delete"
 RUNS_EVAL = "runs_eval"
 RUNS_EVAL_NORMALIZED = "runs_eval_normalized"
+
+# Softmax explorer
+SM_N = "sm_n_classes"
+SM_NAMES = "sm_class_names"
+SM_TRUE = "sm_true_class"
+SM_TEMP = "sm_temperature"
+SM_PRESET = "sm_preset"
+SM_LOGIT = "sm_logit_"  # + index
+SM_P_CAT = "sm_p_cat"
+SM_LABEL_CONF = "sm_label_confidence"
+SM_RUN_EXPERIMENT = "sm_run_experiment"
+SM_EXPERIMENT = "sm_experiment_result"
+SM_TRAIN_BOTH = "sm_train_both"
+SM_DOUBLE_RUNS = "sm_double_runs"
+SM_DOUBLE_PICK = "sm_double_pick"
