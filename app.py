@@ -8,5 +8,6 @@ PAGES = [
     st.Page("pages/train.py", title="Train", icon=":material/monitoring:"),
     st.Page("pages/runs.py", title="Runs & evaluation", icon=":material/table_view:"),
     st.Page("pages/softmax.py", title="Softmax explorer", icon=":material/functions:"),
+    st.Page("pages/draw.py", title="Draw a digit", icon=":material/draw:"),
 ]
 st.navigation(PAGES).run()

@@ -42,3 +42,16 @@ SM_EXPERIMENT = "sm_experiment_result"
 SM_TRAIN_BOTH = "sm_train_both"
 SM_DOUBLE_RUNS = "sm_double_runs"
 SM_DOUBLE_PICK = "sm_double_pick"
+
+# Draw page
+DRAW_CANVAS_N = "draw_canvas_n"  # bumped by Clear: a new canvas key really clears it
+DRAW_CANVAS = "draw_canvas_"  # + n
+DRAW_CLEAR = "draw_clear"
+DRAW_STROKE = "draw_stroke_width"
+DRAW_MODEL = "draw_model"
+DRAW_COMPARE = "draw_compare"
+DRAW_COMPARE_MODEL = "draw_compare_model"
+DRAW_NAIVE = "draw_naive"
+DRAW_QUICK_TRAIN = "draw_quick_train"
+DRAW_LABEL = "draw_label"
+DRAW_SAVE = "draw_save"

@@ -1,0 +1,153 @@
+"""Draw a digit: live classification on a canvas, with the preprocessing made visible."""
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import TrainConfig, WeightsError
+from core.drawings import DrawingStore
+from core.predict import predict_digit
+from core.preprocess import preprocess
+from ui import keys as K
+from ui.boot import require_navigation
+from ui.figures import bar_figure
+from ui.registry import get_store
+
+require_navigation()
+from streamlit_drawable_canvas import st_canvas  # noqa: E402 - only importable inside a running page
+
+st.title("Draw a digit")
+store = get_store()
+QUICK = TrainConfig(batch_norm=True, epochs=2)
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def cached_model(run_id: str, epochs_done: int):  # epochs_done: newer weights, new entry
+    return store.load_model(run_id)
+
+
+def usable_runs():
+    return [r for r in store.list() if r.config.dataset == "mnist" and r.snapshot.history and not r.live]
+
+
+runs = usable_runs()
+if not runs:
+    st.info("No trained MNIST model yet. Train one in a few seconds (BatchNorm, 2 epochs), or use the Train page.")
+    live = store.find_live(QUICK)
+    if live is None and st.button("Quick-train a model", key=K.DRAW_QUICK_TRAIN, type="primary"):
+        live = store.start(QUICK, name="quick model (draw page)")
+    if live is not None:
+        @st.fragment(run_every=0.5)
+        def quick_progress() -> None:
+            snap = store.get(live.id).snapshot
+            st.progress(snap.run_progress, text=f"Training: {snap.run_progress:.0%} ({snap.status})")
+            if snap.status == "failed":
+                st.error(snap.error)
+            elif not snap.live:
+                st.rerun(scope="app")
+        quick_progress()
+    st.stop()
+
+labels = {r.id: f"{r.name} · test {r.snapshot.final.test_acc:.2%}" for r in runs}
+best = max(runs, key=lambda r: r.snapshot.final.test_acc).id
+if st.session_state.get(K.DRAW_MODEL) not in labels:
+    st.session_state[K.DRAW_MODEL] = best  # default: the best finished run
+c1, c2 = st.columns([3, 2])
+model_id = c1.selectbox("Model", list(labels), key=K.DRAW_MODEL, format_func=labels.get)
+compare = c2.toggle("Compare with a second model (e.g. BN vs no-BN)", key=K.DRAW_COMPARE)
+other_id = None
+if compare:
+    others = [i for i in labels if i != model_id]
+    if others:
+        pick = next((r.id for r in runs if r.id != model_id and r.config.batch_norm != store.get(model_id).config.batch_norm),
+                    others[0])
+        other_id = c2.selectbox("Second model", others, index=others.index(pick), key=K.DRAW_COMPARE_MODEL,
+                                format_func=labels.get)
+    else:
+        c2.caption("Train a second model to compare.")
+
+try:
+    models = {i: cached_model(i, store.get(i).snapshot.epoch) for i in filter(None, [model_id, other_id])}
+except WeightsError as e:
+    st.error(str(e))
+    st.stop()
+st.session_state.setdefault(K.DRAW_CANVAS_N, 0)
+
+
+def draw_prediction(title: str, pred) -> None:
+    st.markdown(f"**{title}: {pred.top}** with {pred.confidence:.1%} confidence")
+    if pred.low_confidence:
+        st.warning("Low confidence: this looks unlike any digit to the model (too small, too thin, or not a digit?).")
+    colors = ["#1f77b4" if d != pred.top else "#d62728" for d in range(10)]
+    st.plotly_chart(bar_figure([str(d) for d in range(10)], pred.probs, "Probabilities", colors=colors, fmt=".1%",
+                               yrange=(0, 1.15)), key=f"draw_probs_{title}", width="stretch")
+    st.caption("Logits: " + "  ".join(f"{d}: {v:+.2f}" for d, v in enumerate(pred.logits)))
+
+
+@st.fragment  # a stroke reruns only this part of the page
+def canvas_and_prediction() -> None:
+    left, right = st.columns([1, 1])
+    with left:
+        stroke = st.slider("Stroke width", 6, 40, 18, key=K.DRAW_STROKE)
+        n = st.session_state[K.DRAW_CANVAS_N]
+        result = st_canvas(stroke_width=stroke, stroke_color="#000000", background_color="", height=280, width=280,
+                           drawing_mode="freedraw", update_streamlit=True, return_image_data=True,
+                           key=f"{K.DRAW_CANVAS}{n}")
+        if st.button("Clear", key=K.DRAW_CLEAR, icon=":material/ink_eraser:"):
+            st.session_state[K.DRAW_CANVAS_N] = n + 1  # a new key mounts a fresh, empty canvas
+            st.rerun(scope="fragment")
+        naive = st.toggle("Naive resize instead (whole canvas squashed to 28x28)", key=K.DRAW_NAIVE)
+    image = None if result is None else result.image_data
+    pre = None if image is None else preprocess(image)
+    with right:
+        if pre is None or pre.blank:
+            st.info("Draw a digit on the canvas (one stroke is enough to start).")
+            return
+        x = pre.model_input(naive=naive)
+        for i, m in models.items():
+            draw_prediction("Prediction" if i == model_id else "Second model", predict_digit(m, x))
+    st.markdown("**What the model sees**: ink → crop to the bounding box → longer side scaled to 20 px (anti-aliased) "
+                "→ pasted into 28x28 → shifted so the centre of mass is in the middle")
+    steps = [("ink", pre.ink), ("cropped", pre.cropped), ("20 px", pre.scaled), ("28x28", pre.boxed),
+             ("centred", pre.centered), ("naive resize", pre.naive)]
+    cols = st.columns(len(steps) + 1)
+    for col, (name, img) in zip(cols, steps):
+        col.image(255 - img, caption=name + (" ← used" if (name == "naive resize") == naive and name in ("centred", "naive resize") else ""),
+                  width=96, clamp=True)
+    sal = predict_digit(models[model_id], x).saliency
+    fig = go.Figure(go.Heatmap(z=sal, colorscale="Hot", showscale=False, hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", visible=False, scaleanchor="x")
+    fig.update_xaxes(visible=False)
+    fig.update_layout(title="Saliency |∂ top logit / ∂ input|", height=220, margin=dict(l=0, r=0, t=30, b=0))
+    cols[-1].plotly_chart(fig, key="draw_saliency", width="stretch")
+    with st.expander("Save this drawing to my collection"):
+        label = st.number_input("Which digit did you draw?", 0, 9, key=K.DRAW_LABEL)
+        if st.button("Save", key=K.DRAW_SAVE):
+            DrawingStore().save(image, pre.naive if naive else pre.centered, int(label))
+            st.success(f"Saved as a {int(label)}.")
+
+
+canvas_and_prediction()
+
+st.subheader("My drawings")
+drawings = DrawingStore().list()
+if not drawings:
+    st.caption("Nothing saved yet. Label a drawing and save it to measure the model on your own handwriting.")
+else:
+    model = models[model_id]
+    rows, correct = [], 0
+    for d in drawings:
+        p = predict_digit(model, ((d.input28().astype(np.float32) / 255 - 0.5) / 0.5).reshape(-1))
+        correct += p.top == d.label
+        rows.append({"drawing": d.id, "label": d.label, "predicted": p.top, "confidence": f"{p.confidence:.1%}",
+                     "correct": p.top == d.label})
+    st.metric("Accuracy of the selected model on my drawings", f"{correct / len(drawings):.1%}",
+              help=f"{correct} of {len(drawings)}")
+    confusions = {}
+    for r in rows:
+        if not r["correct"]:
+            confusions[(r["label"], r["predicted"])] = confusions.get((r["label"], r["predicted"]), 0) + 1
+    if confusions:
+        st.caption("Confused: " + ", ".join(f"{t} read as {p} ({c}x)" for (t, p), c in sorted(confusions.items(), key=lambda kv: -kv[1])))
+    st.dataframe(rows, hide_index=True)
+    st.download_button("Export my drawings (zip)", DrawingStore().export_zip(), file_name="my-drawings.zip",
+                       mime="application/zip", key="draw_export")
