@@ -144,6 +144,7 @@ def main() -> None:
     p.add_argument("--speed-epochs", type=int, default=None, help="timed epochs per case (default 3, quick 1)")
     p.add_argument("--acc-epochs", type=int, default=None, help="epochs of the accuracy runs (default 10, quick 2)")
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 for accuracy (default 3, quick 1)")
+    p.add_argument("--speed-only", action="store_true", help="skip the accuracy runs")
     p.add_argument("--data-dir", default=os.environ.get("DATA_DIR", str(ROOT / "data")))
     p.add_argument("--case", help=argparse.SUPPRESS)
     p.add_argument("--bn", action=argparse.BooleanOptionalAction, default=False, help=argparse.SUPPRESS)
@@ -179,6 +180,8 @@ def main() -> None:
               f"overhead of snapshots + persistence vs bare loop: {med[('trainer', bn)] / med[('bare', bn)] - 1:+.1%}; "
               f"page polling vs trainer alone: {med[('polled', bn)] / med[('trainer', bn)] - 1:+.1%}")
 
+    if a.speed_only:
+        return
     print(f"\n## Accuracy: final test accuracy after {acc_epochs} epochs, seeds 0..{seeds - 1} (project trainer)")
     for bn in (False, True):
         accs = [spawn("trainer", bn, acc_epochs, s, a.data_dir)["acc"][-1] for s in range(seeds)]
