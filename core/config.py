@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 DATASETS = ("mnist", "fashion-mnist")
@@ -20,7 +20,6 @@ class TrainConfig:
     seed: int = 0
     double_softmax: bool = False  # the course's defect: softmax in the model, then CrossEntropyLoss
     max_batches: int | None = None  # cap on training batches per epoch, for quick runs and tests
-    name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))

@@ -11,6 +11,7 @@ import torch
 
 MEAN, STD = 0.5, 0.5  # the course's Normalize((0.5,), (0.5,)): pixels to [-1, 1]
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+TRAIN_SIZE = 60_000  # both datasets
 _FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 CLASS_NAMES = {
     "mnist": tuple(str(i) for i in range(10)),

@@ -25,9 +25,12 @@ class Preprocessed:
     ink_fraction: float  # share of canvas pixels with ink
 
     def model_input(self, naive: bool = False) -> np.ndarray:
-        """(784,) float32 normalised exactly as in training: (x/255 - 0.5) / 0.5."""
-        img = self.naive if naive else self.centered
-        return ((img.astype(np.float32) / 255 - MEAN) / STD).reshape(-1)
+        return to_model_input(self.naive if naive else self.centered)
+
+
+def to_model_input(img28: np.ndarray) -> np.ndarray:
+    """(28, 28) uint8 ink -> (784,) float32 normalised exactly as in training: (x/255 - 0.5) / 0.5."""
+    return ((img28.astype(np.float32) / 255 - MEAN) / STD).reshape(-1)
 
 
 def ink_from_rgba(rgba: np.ndarray) -> np.ndarray:

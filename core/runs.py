@@ -26,6 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from core.config import TrainConfig
+from core.data import TRAIN_SIZE, num_batches
 from core.models import MLP
 from core.snapshot import LIVE_STATUSES, EpochMetrics, RunSnapshot
 from core.training import Trainer
@@ -98,9 +99,8 @@ class RunInfo:
 class _Persist:
     """RunListener that writes a run's progress to its folder (called in the training thread)."""
 
-    def __init__(self, store: "RunStore", run_id: str, config: TrainConfig) -> None:
-        self.store, self.run_id, self.config = store, run_id, config
-        self.dir = store.root / run_id
+    def __init__(self, run_dir: Path, config: TrainConfig) -> None:
+        self.dir, self.config = run_dir, config
         self._pending: list[tuple[int, float]] = []
 
     def on_status(self, snap: RunSnapshot) -> None:
@@ -159,8 +159,10 @@ class RunStore:
         if status in LIVE_STATUSES:  # its process died while it trained
             status, error = "stopped", "interrupted: the server stopped while this run was training"
         steps, history = read_metrics(d / "metrics.jsonl")
+        steps_per_epoch = num_batches(TRAIN_SIZE, config.batch_size, config.max_batches)
         snap = RunSnapshot(status=status, error=error, epoch=len(history), epochs=config.epochs,
-                           step=steps[-1][0] if steps else 0, step_losses=tuple(steps), history=tuple(history),
+                           step=steps[-1][0] if steps else 0, steps_per_epoch=steps_per_epoch,
+                           step_losses=tuple(steps), history=tuple(history),
                            elapsed=sum(h.seconds for h in history))
         return RunInfo(d.name, config, meta.get("name") or config.label(), meta.get("created", 0.0), snap)
 
@@ -199,7 +201,7 @@ class RunStore:
             created = time.time()
             name = name or config.label()
             atomic_write_json(d / "config.json", {"config": config.to_dict(), "name": name, "created": created})
-            trainer = Trainer(config, data_dir=self.data_dir, listener=_Persist(self, run_id, config), **trainer_kw)
+            trainer = Trainer(config, data_dir=self.data_dir, listener=_Persist(d, config), **trainer_kw)
             self._runs[run_id] = RunInfo(run_id, config, name, created, trainer.snapshot)
             self._trainers[run_id] = trainer
             atomic_write_json(d / "status.json", {"status": "queued", "error": None})

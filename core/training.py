@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from core.config import TrainConfig
-from core.data import Dataset, iterate_batches, load_dataset, normalize, num_batches
+from core.data import Dataset, iterate_batches, load_dataset, num_batches
 from core.models import MLP, build_model
 from core.snapshot import EpochMetrics, RunSnapshot
 
@@ -36,15 +36,6 @@ def evaluate(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, batch_siz
     model.train(was_training)
     n = len(y)
     return loss_sum.item() / n, correct.item() / n
-
-
-@torch.inference_mode()
-def predict(model: MLP, x_uint8: torch.Tensor, batch_size: int = EVAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
-    """Probabilities (N, 10) and per-sample loss-free predictions for a split, in eval mode."""
-    model.eval()
-    probs = [model.probabilities(normalize(x_uint8[i:i + batch_size])) for i in range(0, len(x_uint8), batch_size)]
-    p = torch.cat(probs)
-    return p, p.argmax(1)
 
 
 class RunListener(Protocol):

@@ -1,12 +1,11 @@
 """Draw a digit: live classification on a canvas, with the preprocessing made visible."""
-import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 from core import TrainConfig, WeightsError
 from core.drawings import DrawingStore
 from core.predict import predict_digit
-from core.preprocess import preprocess
+from core.preprocess import preprocess, to_model_input
 from ui import keys as K
 from ui.boot import require_navigation
 from ui.figures import bar_figure
@@ -18,6 +17,7 @@ from streamlit_drawable_canvas import st_canvas  # noqa: E402 - only importable 
 st.title("Draw a digit")
 store = get_store()
 QUICK = TrainConfig(batch_norm=True, epochs=2)
+TINY_INK = 0.002  # share of the canvas: below this a drawing is a dot, not a digit
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
@@ -102,18 +102,20 @@ def canvas_and_prediction() -> None:
         if pre is None or pre.blank:
             st.info("Draw a digit on the canvas (one stroke is enough to start).")
             return
-        x = pre.model_input(naive=naive)
-        for i, m in models.items():
-            draw_prediction("Prediction" if i == model_id else "Second model", predict_digit(m, x))
+        preds = {i: predict_digit(m, pre.model_input(naive=naive)) for i, m in models.items()}
+        if pre.ink_fraction < TINY_INK:
+            st.warning("That is a very small scribble: the 20 px scaling blows it up, so expect a guess.")
+        for i, pred in preds.items():
+            draw_prediction("Prediction" if i == model_id else "Second model", pred)
     st.markdown("**What the model sees**: ink → crop to the bounding box → longer side scaled to 20 px (anti-aliased) "
                 "→ pasted into 28x28 → shifted so the centre of mass is in the middle")
     steps = [("ink", pre.ink), ("cropped", pre.cropped), ("20 px", pre.scaled), ("28x28", pre.boxed),
              ("centred", pre.centered), ("naive resize", pre.naive)]
+    used = "naive resize" if naive else "centred"
     cols = st.columns(len(steps) + 1)
     for col, (name, img) in zip(cols, steps):
-        col.image(255 - img, caption=name + (" ← used" if (name == "naive resize") == naive and name in ("centred", "naive resize") else ""),
-                  width=96, clamp=True)
-    sal = predict_digit(models[model_id], x).saliency
+        col.image(255 - img, caption=name + (" (model input)" if name == used else ""), width=96, clamp=True)
+    sal = preds[model_id].saliency
     fig = go.Figure(go.Heatmap(z=sal, colorscale="Hot", showscale=False, hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", visible=False, scaleanchor="x")
     fig.update_xaxes(visible=False)
@@ -136,7 +138,7 @@ else:
     model = models[model_id]
     rows, correct = [], 0
     for d in drawings:
-        p = predict_digit(model, ((d.input28().astype(np.float32) / 255 - 0.5) / 0.5).reshape(-1))
+        p = predict_digit(model, to_model_input(d.input28()))
         correct += p.top == d.label
         rows.append({"drawing": d.id, "label": d.label, "predicted": p.top, "confidence": f"{p.confidence:.1%}",
                      "correct": p.top == d.label})
@@ -149,5 +151,5 @@ else:
     if confusions:
         st.caption("Confused: " + ", ".join(f"{t} read as {p} ({c}x)" for (t, p), c in sorted(confusions.items(), key=lambda kv: -kv[1])))
     st.dataframe(rows, hide_index=True)
-    st.download_button("Export my drawings (zip)", DrawingStore().export_zip(), file_name="my-drawings.zip",
+    st.download_button("Export my drawings (zip)", DrawingStore().export_zip,  # zipped only when clicked file_name="my-drawings.zip",
                        mime="application/zip", key="draw_export")

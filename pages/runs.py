@@ -42,7 +42,7 @@ st.subheader("Overlay runs")
 chosen = st.multiselect("Runs to compare", ids, default=ids[: min(2, len(ids))], key=K.RUNS_OVERLAY,
                         format_func=labels.get)
 if chosen:
-    pairs = [(store.get(i).name, store.get(i).snapshot) for i in chosen]
+    pairs = [(info.name, info.snapshot) for info in map(store.get, chosen)]
     c1, c2 = st.columns(2)
     c1.plotly_chart(loss_figure(pairs), key="runs_loss_chart", width="stretch")
     c2.plotly_chart(accuracy_figure(pairs), key="runs_acc_chart", width="stretch")
@@ -58,7 +58,7 @@ if c1.button("Rename", key=K.RUNS_RENAME):
         st.rerun()
     except ValueError as e:
         st.error(str(e))
-c2.download_button("Download (zip)", store.export_zip(run_id), file_name=f"run-{run_id}.zip",
+c2.download_button("Download (zip)", lambda: store.export_zip(run_id),  # built only when clicked file_name=f"run-{run_id}.zip",
                    mime="application/zip", key="runs_download",
                    help="config.json, metrics.csv and weights.safetensors in one archive")
 if info.live:

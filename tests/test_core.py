@@ -224,7 +224,7 @@ def test_duplicate_live_run_refused(store):
     cfg = TrainConfig(epochs=50)
     run = store.start(cfg)
     with pytest.raises(DuplicateRunError):
-        store.start(TrainConfig(epochs=50, name="other name"))
+        store.start(TrainConfig(epochs=50), name="other name")
     store.stop(run.id, wait=10)
     assert store.get(run.id).snapshot.status == "stopped"
 

@@ -28,8 +28,7 @@ def loss_figure(runs: Labeled) -> go.Figure:
             fig.add_scatter(x=steps, y=losses, mode="lines", name=f"{label}: per step", line=dict(color=c, width=1.5),
                             hovertemplate="step %{x}<br>loss %{y:.4f}<extra></extra>")
         if snap.history:
-            spe = max(snap.steps_per_epoch, snap.step // max(snap.epoch, 1), 1) if snap.epoch else snap.steps_per_epoch
-            fig.add_scatter(x=[h.epoch * spe for h in snap.history], y=[h.train_loss for h in snap.history],
+            fig.add_scatter(x=[h.epoch * snap.steps_per_epoch for h in snap.history], y=[h.train_loss for h in snap.history],
                             mode="markers+lines", name=f"{label}: epoch mean", line=dict(color=c, dash="dot"),
                             marker=dict(size=8, symbol="diamond"), customdata=[h.epoch for h in snap.history],
                             hovertemplate="epoch %{customdata}<br>mean loss %{y:.4f}<extra></extra>")
