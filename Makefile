@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run test bench bench-quick screenshot setup
+.PHONY: run test bench bench-quick draw-latency screenshot setup
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ bench: setup
 
 bench-quick: setup
 	$(PY) benchmarks/bench_train.py --quick
+
+draw-latency: setup
+	bash scripts/ensure_chromium.sh
+	$(PY) -m pytest -q -s tests/browser/test_draw.py
 
 screenshot: setup
 	$(PY) -m pytest -q tests/browser -k screenshot

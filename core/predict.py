@@ -17,21 +17,30 @@ class Prediction:
     logits: np.ndarray  # (10,) what the last layer outputs (probabilities for a double-softmax model)
     top: int
     confidence: float
-    saliency: np.ndarray  # (28, 28) |d top logit / d input|
 
     @property
     def low_confidence(self) -> bool:
         return self.confidence < LOW_CONFIDENCE
 
 
+def _input(model: MLP, x: np.ndarray, requires_grad: bool = False) -> torch.Tensor:
+    model.eval()  # a BN model uses its running statistics: one image has no batch
+    return torch.tensor(np.asarray(x, dtype=np.float32).reshape(1, 784), requires_grad=requires_grad,
+                        device=next(model.parameters()).device)
+
+
+@torch.inference_mode()
 def predict_digit(model: MLP, x: np.ndarray) -> Prediction:
-    """x: (784,) normalised input. Eval mode: a BN model uses its running statistics (one image has no batch)."""
-    model.eval()
-    xt = torch.tensor(np.asarray(x, dtype=np.float32).reshape(1, 784), requires_grad=True,
-                      device=next(model.parameters()).device)
-    out = model(xt)[0]  # (10,)
+    """x: (784,) normalised input. Forward only, so the page can show it before the saliency map."""
+    out = model(_input(model, x))[0]  # (10,)
     probs = out if model.double_softmax else torch.softmax(out, 0)
     top = int(probs.argmax())
-    (grad,) = torch.autograd.grad(out[top], xt)  # not .backward(): a cached model is shared by sessions
-    return Prediction(probs.detach().cpu().numpy(), out.detach().cpu().numpy(), top, probs[top].item(),
-                      grad.abs().reshape(28, 28).cpu().numpy())
+    return Prediction(probs.cpu().numpy(), out.cpu().numpy(), top, probs[top].item())
+
+
+def saliency_map(model: MLP, x: np.ndarray) -> np.ndarray:
+    """(28, 28) |d top logit / d input|: which pixels would most change the model's answer."""
+    xt = _input(model, x, requires_grad=True)
+    out = model(xt)[0]
+    (grad,) = torch.autograd.grad(out[out.argmax()], xt)  # not .backward(): a cached model is shared by sessions
+    return grad.abs().reshape(28, 28).cpu().numpy()

@@ -1,14 +1,13 @@
 """Draw a digit: live classification on a canvas, with the preprocessing made visible."""
-import plotly.graph_objects as go
 import streamlit as st
 
 from core import TrainConfig, WeightsError
 from core.drawings import DrawingStore
-from core.predict import predict_digit
+from core.predict import predict_digit, saliency_map
 from core.preprocess import preprocess, to_model_input
 from ui import keys as K
 from ui.boot import require_navigation
-from ui.figures import bar_figure
+from ui.figures import bar_figure, saliency_overlay
 from ui.registry import get_store
 
 require_navigation()
@@ -75,12 +74,12 @@ st.session_state.setdefault(K.DRAW_CANVAS_N, 0)
 
 def draw_prediction(title: str, pred) -> None:
     st.markdown(f"**{title}: {pred.top}** with {pred.confidence:.1%} confidence")
+    st.caption("Logits: " + "  ".join(f"{d}: {v:+.2f}" for d, v in enumerate(pred.logits)))
     if pred.low_confidence:
         st.warning("Low confidence: this looks unlike any digit to the model (too small, too thin, or not a digit?).")
     colors = ["#1f77b4" if d != pred.top else "#d62728" for d in range(10)]
     st.plotly_chart(bar_figure([str(d) for d in range(10)], pred.probs, "Probabilities", colors=colors, fmt=".1%",
                                yrange=(0, 1.15)), key=f"draw_probs_{title}", width="stretch")
-    st.caption("Logits: " + "  ".join(f"{d}: {v:+.2f}" for d, v in enumerate(pred.logits)))
 
 
 @st.fragment  # a stroke reruns only this part of the page
@@ -115,12 +114,9 @@ def canvas_and_prediction() -> None:
     cols = st.columns(len(steps) + 1)
     for col, (name, img) in zip(cols, steps):
         col.image(255 - img, caption=name + (" (model input)" if name == used else ""), width=96, clamp=True)
-    sal = preds[model_id].saliency
-    fig = go.Figure(go.Heatmap(z=sal, colorscale="Hot", showscale=False, hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", visible=False, scaleanchor="x")
-    fig.update_xaxes(visible=False)
-    fig.update_layout(title="Saliency |∂ top logit / ∂ input|", height=220, margin=dict(l=0, r=0, t=30, b=0))
-    cols[-1].plotly_chart(fig, key="draw_saliency", width="stretch")
+    sal = saliency_map(models[model_id], pre.model_input(naive=naive))
+    cols[-1].image(saliency_overlay(pre.naive if naive else pre.centered, sal), width=96,
+                   caption="saliency: red = pixels that most move the top logit")
     with st.expander("Save this drawing to my collection"):
         label = st.number_input("Which digit did you draw?", 0, 9, key=K.DRAW_LABEL)
         if st.button("Save", key=K.DRAW_SAVE):

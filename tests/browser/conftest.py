@@ -22,17 +22,24 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, data_dir):
+def runs_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, data_dir, runs_dir):
     if not os.path.exists(CHROMIUM):
         if os.environ.get("REQUIRE_BROWSER"):
             pytest.fail(f"{CHROMIUM} is missing (install Debian's chromium package)")
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package to run the browser tests")
     port = _free_port()
-    env = dict(os.environ, RUNS_DIR=str(tmp_path_factory.mktemp("runs")), DATA_DIR=data_dir)
+    env = dict(os.environ, RUNS_DIR=str(runs_dir), DATA_DIR=data_dir,
+               DRAWINGS_DIR=str(tmp_path_factory.mktemp("drawings")))
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true",
                              "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)  # a file: a full pipe would stall it
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -43,7 +50,7 @@ def server(tmp_path_factory, data_dir):
             time.sleep(0.3)
     else:
         proc.kill()
-        pytest.fail("streamlit did not start:\n" + proc.stdout.read().decode())
+        pytest.fail("streamlit did not start:\n" + log.read_text())
     yield url
     proc.terminate()
     try:
