@@ -57,8 +57,10 @@ def original_pipeline(bn: bool, epochs: int, seed: int, data_dir: str) -> list[f
     return times
 
 
-def project_trainer(bn: bool, epochs: int, seed: int, data_dir: str, poll: bool = False) -> dict:
-    """This project's Trainer with its run store (snapshots + persistence), optionally polled like the page."""
+def project_trainer(bn: bool, epochs: int, seed: int, data_dir: str, poll: bool = False, probe: bool = False) -> dict:
+    """This project's Trainer with its run store (snapshots + persistence), optionally polled like the page
+    or recording the BatchNorm lab's probe."""
+    from core.bnlab import BNProbe
     from core.config import TrainConfig
     from core.runs import RunStore
 
@@ -66,14 +68,16 @@ def project_trainer(bn: bool, epochs: int, seed: int, data_dir: str, poll: bool 
     # a parallel torch op makes the training thread's many small parallel regions ~2.5x slower.
     with tempfile.TemporaryDirectory() as runs:
         store = RunStore(runs, data_dir)
-        run = store.start(TrainConfig(batch_norm=bn, epochs=epochs, seed=seed))
+        t0 = time.perf_counter()
+        run = store.start(TrainConfig(batch_norm=bn, epochs=epochs, seed=seed), probe=BNProbe() if probe else None)
         trainer = store.trainer(run.id)
         if poll:
             poll_like_page(trainer)
         trainer.join()
+        wall = time.perf_counter() - t0  # from Start to finished, data loading included
         snap = trainer.snapshot
     assert snap.status == "finished", snap.error
-    return {"times": [h.seconds for h in snap.history], "acc": [h.test_acc for h in snap.history]}
+    return {"times": [h.seconds for h in snap.history], "acc": [h.test_acc for h in snap.history], "wall": wall}
 
 
 def poll_like_page(trainer) -> None:
@@ -120,7 +124,26 @@ def run_case(case: str, bn: bool, epochs: int, seed: int, data_dir: str) -> dict
         return {"times": original_pipeline(bn, epochs, seed, data_dir)}
     if case == "bare":
         return {"times": bare_loop(bn, epochs, seed, data_dir)}
-    return project_trainer(bn, epochs, seed, data_dir, poll=(case == "polled"))
+    if case == "twins":
+        return twin_pair(epochs, seed, data_dir)
+    return project_trainer(bn, epochs, seed, data_dir, poll=(case == "polled"), probe=(case == "probed"))
+
+
+def twin_pair(epochs: int, seed: int, data_dir: str) -> dict:
+    """Wall time of the BatchNorm lab's twin pair (BN then no-BN, with probes), from click to both finished."""
+    from core.bnlab import group_runs, start_twins
+    from core.config import TrainConfig
+    from core.runs import RunStore
+
+    with tempfile.TemporaryDirectory() as runs:
+        store = RunStore(runs, data_dir)
+        t0 = time.perf_counter()
+        group = start_twins(store, TrainConfig(epochs=epochs), [seed])
+        for r in group_runs(store, group):
+            store.trainer(r.id).join()
+        wall = time.perf_counter() - t0
+        assert all(r.snapshot.status == "finished" for r in group_runs(store, group))
+    return {"times": [wall]}
 
 
 # --- the orchestrator -------------------------------------------------------------------
@@ -162,14 +185,19 @@ def main() -> None:
           f"{'cuda' if torch.cuda.is_available() else 'cpu'}; data: {a.data_dir}")
     print(f"\n## Speed: seconds per epoch (training + test evaluation, batch 64), {speed_epochs} epoch(s) per case, "
           "median; the first epoch of each process is included")
-    cases = ["original", "bare", "trainer", "polled"]
+    cases = ["original", "bare", "trainer", "polled", "probed"]
     res: dict[tuple[str, bool], list[float]] = {}
+    walls: dict[bool, float] = {}
     for bn in (False, True):
         for case in cases:  # alternate cases so drifts in machine load hit all of them alike
-            res[(case, bn)] = spawn(case, bn, speed_epochs, 0, a.data_dir)["times"]
+            out = spawn(case, bn, speed_epochs, 0, a.data_dir)
+            res[(case, bn)] = out["times"]
+            if case == "probed":
+                walls[bn] = out["wall"]
     print(f"{'case':<34}{'no-BN':>10}{'BN':>10}")
     names = {"original": "original pipeline (course code)", "bare": "bare in-memory loop",
-             "trainer": "project trainer + run store", "polled": "trainer, polled like the Train page"}
+             "trainer": "project trainer + run store", "polled": "trainer, polled like the Train page",
+             "probed": "trainer + BatchNorm-lab probe"}
     med = {k: statistics.median(v) for k, v in res.items()}
     for case in cases:
         print(f"{names[case]:<34}{med[(case, False)]:>9.2f}s{med[(case, True)]:>9.2f}s")
@@ -177,7 +205,12 @@ def main() -> None:
         arm = "BN   " if bn else "no-BN"
         print(f"{arm}: speed-up of the trainer over the original: {med[('original', bn)] / med[('trainer', bn)]:.2f}x; "
               f"overhead of snapshots + persistence vs bare loop: {med[('trainer', bn)] / med[('bare', bn)] - 1:+.1%}; "
-              f"page polling vs trainer alone: {med[('polled', bn)] / med[('trainer', bn)] - 1:+.1%}")
+              f"page polling vs trainer alone: {med[('polled', bn)] / med[('trainer', bn)] - 1:+.1%}; "
+              f"BN-lab probe vs trainer alone: {med[('probed', bn)] / med[('trainer', bn)] - 1:+.1%}")
+    pair = spawn("twins", True, speed_epochs, 0, a.data_dir)["times"][0]
+    one = statistics.mean(walls.values())
+    print(f"twin pair (BN + no-BN, probed, {speed_epochs} epoch(s) each): {pair:.1f} s from start to finished = "
+          f"{pair / one:.2f}x one probed run ({one:.1f} s, mean of BN and no-BN, measured the same way)")
 
     if a.speed_only:
         return

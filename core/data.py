@@ -65,7 +65,8 @@ def _load(name: str, root: Path, download: bool) -> Dataset:
         test = cls(str(root), train=False, download=False)
     except Exception as e:  # network errors, partial downloads, unreadable files
         missing = [f for f in RAW_FILES if not (raw / f).exists()]
-        raise DataUnavailableError(_missing_message(name, raw, missing, f"{type(e).__name__}: {e}")) from None
+        first_line = (str(e).splitlines() or [""])[0]
+        raise DataUnavailableError(_missing_message(name, raw, missing, f"{type(e).__name__}: {first_line}")) from None
     return Dataset(name, train.data, train.targets.long(), test.data, test.targets.long())
 
 

@@ -5,6 +5,7 @@ Layout of one run, under the runs folder:
     <run_id>/status.json        status and error message, written atomically
     <run_id>/metrics.jsonl      append-only: {"step": s, "loss": l} and {"epoch": e, ...} lines
     <run_id>/weights.safetensors  replaced atomically at each epoch end and when a run stops
+    <run_id>/probes.json        what a BatchNorm-lab probe recorded inside the network (lab runs only)
 A process killed at any moment leaves at worst a half-written last line in metrics.jsonl
 (skipped when read) and a stray *.tmp file (ignored); every other file loads.
 """
@@ -90,6 +91,7 @@ class RunInfo:
     name: str
     created: float
     snapshot: RunSnapshot
+    group: str | None = None  # runs started together (a BN / no-BN twin set, a learning-rate sweep)
 
     @property
     def live(self) -> bool:
@@ -99,8 +101,8 @@ class RunInfo:
 class _Persist:
     """RunListener that writes a run's progress to its folder (called in the training thread)."""
 
-    def __init__(self, run_dir: Path, config: TrainConfig) -> None:
-        self.dir, self.config = run_dir, config
+    def __init__(self, run_dir: Path, config: TrainConfig, probe=None) -> None:
+        self.dir, self.config, self.probe = run_dir, config, probe
         self._pending: list[tuple[int, float]] = []
 
     def on_status(self, snap: RunSnapshot) -> None:
@@ -128,6 +130,8 @@ class _Persist:
         self._flush()
         if snap.status == "stopped" and model is not None:  # keep what a stopped run learned
             save_weights(model, self.dir / "weights.safetensors", self.config)
+        if self.probe is not None:
+            atomic_write_json(self.dir / "probes.json", self.probe.to_dict())
         self.on_status(snap)
 
 
@@ -164,7 +168,8 @@ class RunStore:
                            step=steps[-1][0] if steps else 0, steps_per_epoch=steps_per_epoch,
                            step_losses=tuple(steps), history=tuple(history),
                            elapsed=sum(h.seconds for h in history))
-        return RunInfo(d.name, config, meta.get("name") or config.label(), meta.get("created", 0.0), snap)
+        return RunInfo(d.name, config, meta.get("name") or config.label(), meta.get("created", 0.0), snap,
+                       meta.get("group"))
 
     def _info(self, run_id: str) -> RunInfo:
         info = self._runs[run_id]
@@ -190,7 +195,9 @@ class RunStore:
         return next((r for r in self.live_runs() if r.config == config), None)
 
     # --- starting and controlling ---------------------------------------------------------
-    def start(self, config: TrainConfig, name: str | None = None, allow_duplicate: bool = False, **trainer_kw) -> RunInfo:
+    def start(self, config: TrainConfig, name: str | None = None, allow_duplicate: bool = False,
+              group: str | None = None, after: str | None = None, probe=None) -> RunInfo:
+        """Start a run in a background thread. `after`: a run id to queue behind; `probe`: a StepProbe."""
         config.validate()
         with self._lock:
             if not allow_duplicate and (dup := self.find_live(config)):
@@ -200,9 +207,11 @@ class RunStore:
             d.mkdir()
             created = time.time()
             name = name or config.label()
-            atomic_write_json(d / "config.json", {"config": config.to_dict(), "name": name, "created": created})
-            trainer = Trainer(config, data_dir=self.data_dir, listener=_Persist(d, config), **trainer_kw)
-            self._runs[run_id] = RunInfo(run_id, config, name, created, trainer.snapshot)
+            atomic_write_json(d / "config.json", {"config": config.to_dict(), "name": name, "created": created,
+                                                  "group": group})
+            trainer = Trainer(config, data_dir=self.data_dir, listener=_Persist(d, config, probe), probe=probe,
+                              after=self._trainers.get(after) if after else None)
+            self._runs[run_id] = RunInfo(run_id, config, name, created, trainer.snapshot, group)
             self._trainers[run_id] = trainer
             atomic_write_json(d / "status.json", {"status": "queued", "error": None})
         trainer.start()
@@ -238,7 +247,7 @@ class RunStore:
         with self._lock:
             info = self._runs[run_id]
             atomic_write_json(self.root / run_id / "config.json",
-                              {"config": info.config.to_dict(), "name": name, "created": info.created})
+                              {"config": info.config.to_dict(), "name": name, "created": info.created, "group": info.group})
             self._runs[run_id] = replace(info, name=name)
 
     def delete(self, run_id: str) -> None:
@@ -248,6 +257,17 @@ class RunStore:
             self._runs.pop(run_id, None)
             self._trainers.pop(run_id, None)
             shutil.rmtree(self.root / run_id, ignore_errors=True)
+
+    def probes(self, run_id: str) -> dict | None:
+        """What a probe recorded: live from memory while the run trains, else from probes.json."""
+        trainer = self.trainer(run_id)
+        if trainer is not None and trainer.probe is not None:
+            return trainer.probe.to_dict()
+        path = self.root / run_id / "probes.json"
+        try:
+            return json.loads(path.read_text()) if path.exists() else None
+        except (OSError, json.JSONDecodeError):
+            return None
 
     def load_model(self, run_id: str, device: torch.device | str = "cpu") -> MLP:
         info = self.get(run_id)

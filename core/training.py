@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -47,7 +47,17 @@ class RunListener(Protocol):
     def on_end(self, snap: RunSnapshot, model: MLP | None) -> None: ...
 
 
-StepHook = Callable[[int, MLP, torch.Tensor], None]  # (global step, model, input batch) after the update
+class StepProbe(Protocol):
+    """Looks inside the network while it trains (the BatchNorm lab); called in the training thread."""
+
+    def attach(self, model: MLP) -> None: ...  # once, before the first step: register forward hooks
+    def before_step(self, step: int) -> None: ...  # before the forward pass of `step` (1-based)
+    def after_backward(self, step: int, model: MLP) -> None: ...  # gradients are there, not yet applied
+    def to_dict(self) -> dict: ...  # what it recorded, JSON-ready (saved as probes.json)
+
+
+class _StoppedWhileQueued(Exception):
+    pass
 
 
 class Trainer:
@@ -58,12 +68,13 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, data_dir: str | None = None, device: torch.device | None = None,
-                 listener: RunListener | None = None, log_every: int = 10, step_hook: StepHook | None = None,
-                 hook_every: int = 25) -> None:
+                 listener: RunListener | None = None, log_every: int = 10, probe: StepProbe | None = None,
+                 after: "Trainer | None" = None) -> None:
         config.validate()
         self.config, self.data_dir, self.listener = config, data_dir, listener
         self.device = device or default_device()
-        self.log_every, self.step_hook, self.hook_every = log_every, step_hook, hook_every
+        self.log_every, self.probe = log_every, probe
+        self.after = after  # queued behind this trainer: one run at a time keeps both cores for it
         self.model: MLP | None = None
         self._lock = threading.Lock()
         self._snap = RunSnapshot(epochs=config.epochs, device=str(self.device))
@@ -117,10 +128,16 @@ class Trainer:
         # into denormal floats, and every multiply on them costs ~100x on x86 CPUs.
         torch.set_flush_denormal(True)
         try:
+            while self.after is not None and self.after.alive and not self._stop.is_set():
+                self.after.join(0.2)
+            if self._stop.is_set():
+                raise _StoppedWhileQueued
             self._set_status("running")
             data = load_dataset(self.config.dataset, self.data_dir)
             self._train(data)
             self._set_status("stopped" if self._stop.is_set() else "finished")
+        except _StoppedWhileQueued:
+            self._set_status("stopped")
         except Exception as e:  # the thread must never die silently
             self._set_status("failed", f"{type(e).__name__}: {e}")
         if self.listener:
@@ -131,6 +148,8 @@ class Trainer:
         train_x, train_y = data.train_x.to(dev), data.train_y.to(dev)
         test_x, test_y = data.test_x.to(dev), data.test_y.to(dev)
         model = self.model = build_model(cfg).to(dev)
+        if self.probe:
+            self.probe.attach(model)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)  # minibatch order: same seed, same order
         steps_per_epoch = num_batches(len(train_x), cfg.batch_size, cfg.max_batches)
@@ -154,18 +173,20 @@ class Trainer:
                         self._set_status("running")
                 if self._stop.is_set():
                     break
+                if self.probe:
+                    self.probe.before_step(step + 1)
                 out = model(xb)  # (B, 10)
                 loss = F.cross_entropy(out, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if self.probe:
+                    self.probe.after_backward(step + 1, model)
                 opt.step()
                 step, seen = step + 1, seen + len(yb)
                 with torch.no_grad():
                     loss_sum += loss.detach() * len(yb)
                     window += loss.detach()
                     correct += (out.argmax(1) == yb).sum()
-                if self.step_hook and step % self.hook_every == 0:
-                    self.step_hook(step, model, xb)
                 if i % self.log_every == 0 or i == steps_per_epoch:
                     entry = (step, window.item() / (i % self.log_every or self.log_every))  # .item(): a GPU sync point
                     window.zero_()

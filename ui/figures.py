@@ -91,3 +91,42 @@ def saliency_overlay(input28: np.ndarray, saliency: np.ndarray, scale: int = 6) 
     heat = saliency / max(float(saliency.max()), 1e-12)
     rgb = np.stack([grey * (1 - heat) + 255 * heat, grey * (1 - heat), grey * (1 - heat)], axis=-1)
     return np.kron(rgb.clip(0, 255).astype(np.uint8), np.ones((scale, scale, 1), np.uint8))
+
+
+def arm_band_figure(arms: dict[str, list[RunSnapshot]], metric: str) -> go.Figure:
+    """Mean over seeds with a min-max band, per arm. metric: 'loss' (per logged step) or 'test_acc' (per epoch)."""
+    fig = go.Figure()
+    for i, (label, snaps) in enumerate(arms.items()):
+        c = PALETTE[i % len(PALETTE)]
+        if metric == "loss":
+            series = [dict(s.step_losses) for s in snaps if s.step_losses]
+        else:
+            series = [{h.epoch: h.test_acc for h in s.history} for s in snaps if s.history]
+        xs = sorted(set.intersection(*(set(d) for d in series))) if series else []
+        if not xs:
+            continue
+        ys = np.array([[d[x] for x in xs] for d in series])  # (seeds, points)
+        if len(series) > 1:
+            fig.add_scatter(x=xs + xs[::-1], y=list(ys.max(0)) + list(ys.min(0))[::-1], fill="toself", line=dict(width=0),
+                            fillcolor=c, opacity=0.2, hoverinfo="skip", showlegend=False)
+        fmt = ".2%" if metric != "loss" else ".4f"
+        fig.add_scatter(x=xs, y=ys.mean(0), mode="lines" if metric == "loss" else "lines+markers", line=dict(color=c),
+                        name=f"{label} (mean of {len(series)})" if len(series) > 1 else label,
+                        hovertemplate=f"%{{x}}: %{{y:{fmt}}}<extra>{label}</extra>")
+    if metric == "loss":
+        return _layout(fig, "Training loss per step (band: min-max over seeds)", "step", "cross-entropy")
+    fig.update_yaxes(tickformat=".1%")
+    fig.update_xaxes(dtick=1)
+    return _layout(fig, "Test accuracy per epoch (band: min-max over seeds)", "epoch", "test accuracy")
+
+
+def percentile_figure(panels: dict[str, tuple[list[int], list[list[float]]]], title: str) -> go.Figure:
+    """15th / 50th / 85th percentile lines over training steps, one colour per panel."""
+    fig = go.Figure()
+    for i, (label, (steps, q)) in enumerate(panels.items()):
+        c = PALETTE[i % len(PALETTE)]
+        q = np.array(q)  # (points, 3)
+        for j, (name, dash) in enumerate((("15th", "dot"), ("50th", "solid"), ("85th", "dot"))):
+            fig.add_scatter(x=steps, y=q[:, j], mode="lines", line=dict(color=c, dash=dash), name=f"{label}: {name}",
+                            legendgroup=label, hovertemplate=f"step %{{x}}: %{{y:.3f}}<extra>{label} {name}</extra>")
+    return _layout(fig, title, "step", "value", height=300)
