@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 run: setup
-	-$(PY) -m core.data mnist
+	-$(PY) -m core.fetch mnist
 	$(VENV)/bin/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false
 

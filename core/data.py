@@ -65,8 +65,8 @@ def _load(name: str, root: Path, download: bool) -> Dataset:
         test = cls(str(root), train=False, download=False)
     except Exception as e:  # network errors, partial downloads, unreadable files
         missing = [f for f in RAW_FILES if not (raw / f).exists()]
-        first_line = (str(e).splitlines() or [""])[0]
-        raise DataUnavailableError(_missing_message(name, raw, missing, f"{type(e).__name__}: {first_line}")) from None
+        reason = " ".join(str(e).split())[:300]  # one line, however the library formats it
+        raise DataUnavailableError(_missing_message(name, raw, missing, f"{type(e).__name__}: {reason}")) from None
     return Dataset(name, train.data, train.targets.long(), test.data, test.targets.long())
 
 
@@ -105,22 +105,3 @@ def num_batches(n: int, batch_size: int, max_batches: int | None = None) -> int:
     total = -(-n // batch_size)
     return min(total, max_batches) if max_batches else total
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m core.data [mnist fashion-mnist]`: download what is missing; explain, don't crash, when offline."""
-    import sys
-
-    names = (argv if argv is not None else sys.argv[1:]) or ["mnist"]
-    status = 0
-    for name in names:
-        try:
-            d = load_dataset(name)
-            print(f"{name}: {len(d.train_x)} training and {len(d.test_x)} test images in {resolve_data_dir()}")
-        except DataUnavailableError as e:
-            print(f"warning: {e}", file=sys.stderr)
-            status = 1
-    return status
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -277,3 +277,16 @@ def test_cli_json(tmp_path, data_dir):
     assert RunStore(tmp_path, data_dir).get(res["run_id"]).config.batch_norm
     bad = subprocess.run([sys.executable, "-m", "core.train", "--lr", "-1"], capture_output=True, text=True, cwd=root)
     assert bad.returncode == 2 and "lr" in bad.stderr
+
+
+def test_fetch_reports_without_crashing(tmp_path, monkeypatch, data_dir, capsys):
+    import torchvision.datasets.mnist as m
+    from core import fetch
+
+    monkeypatch.setattr(m, "download_and_extract_archive", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "none"))
+    assert fetch.main(["mnist"]) == 1
+    assert "warning: The mnist dataset is not available" in capsys.readouterr().err
+    monkeypatch.setenv("DATA_DIR", data_dir)
+    assert fetch.main(["mnist"]) == 0
+    assert "60000 training and 10000 test images" in capsys.readouterr().out
