@@ -57,12 +57,31 @@ def original_pipeline(bn: bool, epochs: int, seed: int, data_dir: str) -> list[f
     return times
 
 
+def time_methods(cls, names: list[str], bucket: dict[str, float], key: str) -> None:
+    """Wrap methods of `cls` so the seconds spent in them add up in bucket[key] (this process only)."""
+    for name in names:
+        def timed(*args, _f=getattr(cls, name), **kw):
+            t0 = time.perf_counter()
+            try:
+                return _f(*args, **kw)
+            finally:
+                bucket[key] = bucket.get(key, 0.0) + time.perf_counter() - t0
+        setattr(cls, name, timed)
+
+
 def project_trainer(bn: bool, epochs: int, seed: int, data_dir: str, poll: bool = False, probe: bool = False) -> dict:
     """This project's Trainer with its run store (snapshots + persistence), optionally polled like the page
-    or recording the BatchNorm lab's probe."""
+    or recording the BatchNorm lab's probe. Also returns the seconds spent in each of those, measured
+    inside the same run: a ratio that does not depend on how busy the machine was."""
     from core.bnlab import BNProbe
     from core.config import TrainConfig
-    from core.runs import RunStore
+    from core.runs import RunStore, _Persist
+    from core.training import Trainer
+
+    spent: dict[str, float] = {}
+    time_methods(Trainer, ["_publish"], spent, "snapshots")
+    time_methods(_Persist, ["on_status", "on_steps", "on_epoch_end", "on_end"], spent, "persistence")
+    time_methods(BNProbe, ["before_step", "_hook", "after_backward"], spent, "probe")
 
     # No torch work in this (main) thread: with libgomp, a second long-lived thread that has run
     # a parallel torch op makes the training thread's many small parallel regions ~2.5x slower.
@@ -72,23 +91,29 @@ def project_trainer(bn: bool, epochs: int, seed: int, data_dir: str, poll: bool 
         run = store.start(TrainConfig(batch_norm=bn, epochs=epochs, seed=seed), probe=BNProbe() if probe else None)
         trainer = store.trainer(run.id)
         if poll:
-            poll_like_page(trainer)
+            spent["polling (CPU of the polling thread)"] = poll_like_page(trainer)
         trainer.join()
         wall = time.perf_counter() - t0  # from Start to finished, data loading included
         snap = trainer.snapshot
     assert snap.status == "finished", snap.error
-    return {"times": [h.seconds for h in snap.history], "acc": [h.test_acc for h in snap.history], "wall": wall}
+    return {"times": [h.seconds for h in snap.history], "acc": [h.test_acc for h in snap.history], "wall": wall,
+            "spent": spent}
 
 
-def poll_like_page(trainer) -> None:
-    """What the Train page's fragment does once a second: read the snapshot and build the figures."""
+def poll_like_page(trainer) -> float:
+    """What the Train page's fragment does once a second: read the snapshot and build the figures.
+    Returns the CPU seconds this polling thread used."""
     from ui.figures import loss_figure, accuracy_figure
 
+    cpu = 0.0
     while trainer.alive:
+        t0 = time.thread_time()
         snap = trainer.snapshot
         loss_figure([("run", snap)]).to_json()
         accuracy_figure([("run", snap)]).to_json()
+        cpu += time.thread_time() - t0
         time.sleep(1.0)
+    return cpu
 
 
 def bare_loop(bn: bool, epochs: int, seed: int, data_dir: str) -> list[float]:
@@ -163,7 +188,7 @@ def mean_sd(xs: list[float]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="shorter: fewer timed epochs, a 2-epoch single-seed accuracy check")
-    p.add_argument("--speed-epochs", type=int, default=None, help="timed epochs per case (default 3, quick 1)")
+    p.add_argument("--speed-epochs", type=int, default=None, help="timed epochs per case and process (default 2, quick 1)")
     p.add_argument("--acc-epochs", type=int, default=None, help="epochs of the accuracy runs (default 10, quick 2)")
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 for accuracy (default 3, quick 1)")
     p.add_argument("--speed-only", action="store_true", help="skip the accuracy runs")
@@ -176,24 +201,28 @@ def main() -> None:
     if a.case:  # worker process
         print(json.dumps(run_case(a.case, a.bn, a.epochs, a.seed, a.data_dir)))
         return
-    speed_epochs = a.speed_epochs or (1 if a.quick else 3)
+    speed_epochs = a.speed_epochs or (1 if a.quick else 2)
     acc_epochs = a.acc_epochs or (2 if a.quick else 10)
     seeds = a.seeds or (1 if a.quick else 3)
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device of the trainer: "
           f"{'cuda' if torch.cuda.is_available() else 'cpu'}; data: {a.data_dir}")
-    print(f"\n## Speed: seconds per epoch (training + test evaluation, batch 64), {speed_epochs} epoch(s) per case, "
-          "median; the first epoch of each process is included")
+    print(f"\n## Speed: seconds per epoch (training + test evaluation, batch 64), median of {2 * speed_epochs} epochs "
+          "per case (2 processes, forward then reverse order); the first epoch of each process is included")
     cases = ["original", "bare", "trainer", "polled", "probed"]
-    res: dict[tuple[str, bool], list[float]] = {}
-    walls: dict[bool, float] = {}
-    for bn in (False, True):
-        for case in cases:  # alternate cases so drifts in machine load hit all of them alike
-            out = spawn(case, bn, speed_epochs, 0, a.data_dir)
-            res[(case, bn)] = out["times"]
-            if case == "probed":
-                walls[bn] = out["wall"]
+    res: dict[tuple[str, bool], list[float]] = {(c, bn): [] for c in cases for bn in (False, True)}
+    spent: dict[tuple[str, bool], dict[str, float]] = {}  # seconds inside snapshots, persistence, probe, polling
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    for rnd in range(2):  # forward, then reverse order: a drift in machine load hits every case alike
+        for case in cases if rnd == 0 else cases[::-1]:
+            for bn in (False, True):
+                out = spawn(case, bn, speed_epochs, 0, a.data_dir)
+                res[(case, bn)] += out["times"]
+                for k, v in out.get("spent", {}).items():
+                    spent.setdefault((case, bn), {})[k] = spent.get((case, bn), {}).get(k, 0.0) + v
+                if case == "probed":
+                    walls[bn].append(out["wall"])
     print(f"{'case':<34}{'no-BN':>10}{'BN':>10}")
     names = {"original": "original pipeline (course code)", "bare": "bare in-memory loop",
              "trainer": "project trainer + run store", "polled": "trainer, polled like the Train page",
@@ -207,8 +236,15 @@ def main() -> None:
               f"overhead of snapshots + persistence vs bare loop: {med[('trainer', bn)] / med[('bare', bn)] - 1:+.1%}; "
               f"page polling vs trainer alone: {med[('polled', bn)] / med[('trainer', bn)] - 1:+.1%}; "
               f"BN-lab probe vs trainer alone: {med[('probed', bn)] / med[('trainer', bn)] - 1:+.1%}")
+    print("\nMeasured inside the same runs (seconds spent there / training + evaluation time):")
+    for bn in (False, True):
+        def share(case: str, *keys: str) -> float:
+            return sum(spent[(case, bn)].get(k, 0.0) for k in keys) / sum(res[(case, bn)])
+        print(f"{'BN   ' if bn else 'no-BN'}: snapshots + persistence {share('trainer', 'snapshots', 'persistence'):.1%}; "
+              f"BN-lab probe {share('probed', 'probe'):.1%}; "
+              f"page polling {share('polled', 'polling (CPU of the polling thread)'):.1%} of a core")
     pair = spawn("twins", True, speed_epochs, 0, a.data_dir)["times"][0]
-    one = statistics.mean(walls.values())
+    one = statistics.mean(statistics.median(w) for w in walls.values())
     print(f"twin pair (BN + no-BN, probed, {speed_epochs} epoch(s) each): {pair:.1f} s from start to finished = "
           f"{pair / one:.2f}x one probed run ({one:.1f} s, mean of BN and no-BN, measured the same way)")
 

@@ -124,8 +124,8 @@ class Trainer:
             self.listener.on_status(snap)
 
     def _run(self) -> None:
-        # Without this, tiny activations and optimizer moments in a no-BN network turn
-        # into denormal floats, and every multiply on them costs ~100x on x86 CPUs.
+        # Without this, the course's double softmax (saturated probabilities) fills gradients and
+        # Adam moments with denormal floats, and every multiply on them costs ~100x on x86 CPUs.
         torch.set_flush_denormal(True)
         try:
             while self.after is not None and self.after.alive and not self._stop.is_set():

@@ -34,9 +34,13 @@ if not groups:
     st.stop()
 if st.session_state.get(K.BN_GROUP) not in groups:
     st.session_state[K.BN_GROUP] = groups[0]
-group = st.selectbox("Twin set", groups, key=K.BN_GROUP,
-                     format_func=lambda g: f"{g}: {len(group_runs(store, g)) // 2} seed(s) per arm, "
-                                           f"{group_runs(store, g)[0].config.epochs} epochs, lr {group_runs(store, g)[0].config.lr:g}")
+
+def group_label(g: str) -> str:
+    runs = group_runs(store, g)
+    return f"{g}: {len(runs) // 2} seed(s) per arm, {runs[0].config.epochs} epochs, lr {runs[0].config.lr:g}"
+
+
+group = st.selectbox("Twin set", groups, key=K.BN_GROUP, format_func=group_label)
 live_now = any(r.live for r in group_runs(store, group))
 
 
