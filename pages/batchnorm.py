@@ -164,8 +164,8 @@ if sweeps:
             arm = sorted((r for r in runs if r.config.batch_norm == bn), key=lambda r: r.config.lr)
             series["BN" if bn else "no-BN"] = [r.snapshot.final.test_acc if r.snapshot.final else None for r in arm]
         lrs = sorted({r.config.lr for r in runs})
-        st.plotly_chart(line_figure([f"{v:g}" for v in lrs], series, "Test accuracy after 150 batches vs learning rate",
-                                    "learning rate", "test accuracy"), key="bn_sweep", width="stretch")
+        st.plotly_chart(line_figure(lrs, series, "Test accuracy after 150 batches vs learning rate",
+                                    "learning rate", "test accuracy", log_x=True), key="bn_sweep", width="stretch")
         done = [(k, lr, a) for k, v in series.items() for lr, a in zip(lrs, v) if a is not None]
         if done:
             st.markdown("; ".join(f"{k} at lr {lr:g}: {a:.2%}" for k, lr, a in done) + ".")

@@ -147,6 +147,15 @@ def test_batchnorm_page_with_a_tiny_twin_run(tmp_path, monkeypatch, data_dir):
         assert "before BN" in text
         at.button(key=K.BN_MODES).click().run()
         assert "cannot run at all" in " ".join(m.value for m in at.markdown)
+        assert "about" in " ".join(m.value for m in at.markdown if "learning rates" in m.value)  # duration stated first
+        at.button(key=K.BN_SWEEP_START).click().run()
+        sweep = [r for r in store.list() if r.group and r.group.startswith("lr-sweep-")]
+        assert sorted((r.config.lr, r.config.batch_norm) for r in sweep) == sorted(
+            (lr, bn) for lr in (1e-3, 1e-2, 5e-2) for bn in (True, False))
+        for r in sweep:
+            store.trainer(r.id).join(120)
+        at.run()
+        assert "BN at lr 0.05:" in " ".join(m.value for m in at.markdown)
     finally:
         store.stop_all(wait=30)
         st.cache_resource.clear()

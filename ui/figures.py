@@ -75,13 +75,15 @@ def bar_figure(labels: Sequence[str], values: Sequence[float], title: str, color
 
 
 def line_figure(x: Sequence[float], series: dict[str, Sequence[float]], title: str, xlabel: str, ylabel: str,
-                hline: tuple[float, str] | None = None) -> go.Figure:
+                hline: tuple[float, str] | None = None, log_x: bool = False) -> go.Figure:
     fig = go.Figure()
     for i, (name, ys) in enumerate(series.items()):
         fig.add_scatter(x=list(x), y=list(ys), mode="lines", name=name, line=dict(color=PALETTE[i % len(PALETTE)]),
                         hovertemplate=f"{xlabel} %{{x:.3f}}<br>{ylabel} %{{y:.4f}}<extra>{name}</extra>")
     if hline:
         fig.add_hline(y=hline[0], line_dash="dot", annotation_text=hline[1])
+    if log_x:
+        fig.update_xaxes(type="log")
     return _layout(fig, title, xlabel, ylabel)
 
 
