@@ -22,3 +22,21 @@ def store(tmp_path, data_dir):
     s = RunStore(tmp_path / "runs", data_dir)
     yield s
     s.stop_all(wait=30)
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch, data_dir):
+    """A clean dashboard process state for AppTest: own runs/drawings folders, caches cleared before and
+    after, and every training thread the test started stopped."""
+    import streamlit as st
+
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("DRAWINGS_DIR", str(tmp_path / "drawings"))
+    monkeypatch.setenv("DATA_DIR", data_dir)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield tmp_path
+    from ui.registry import get_store
+
+    get_store().stop_all(wait=30)
+    st.cache_resource.clear()

@@ -2,7 +2,6 @@
 from dataclasses import replace
 
 import pytest
-import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 from torch.nn import functional as F
@@ -121,10 +120,7 @@ def test_summarize_arm_reach(store):
     assert s.final_acc == [snap.history[-1].test_acc]
 
 
-def test_batchnorm_page_with_a_tiny_twin_run(tmp_path, monkeypatch, data_dir):
-    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("DATA_DIR", data_dir)
-    st.cache_resource.clear()
+def test_batchnorm_page_with_a_tiny_twin_run(app_env):
     at = AppTest.from_file("../app.py", default_timeout=120).run()
     at.switch_page("pages/batchnorm.py").run()
     assert "No twin runs yet" in " ".join(i.value for i in at.info)
@@ -134,28 +130,24 @@ def test_batchnorm_page_with_a_tiny_twin_run(tmp_path, monkeypatch, data_dir):
     at.button(key=K.BN_START).click().run()
     from ui.registry import get_store
     store = get_store()
-    try:
-        runs = store.list()
-        assert len(runs) == 2
-        for r in runs:
-            store.trainer(r.id).join(120)
-        at.run()
-        assert not at.exception
-        text = " ".join(m.value for m in at.markdown)
-        bn, plain = (store.get(r.id).snapshot.final.test_acc for r in sorted(runs, key=lambda r: not r.config.batch_norm))
-        assert f"BN {bn:.2%} vs no-BN {plain:.2%}" in text and "one seed per arm" in text
-        assert "before BN" in text
-        at.button(key=K.BN_MODES).click().run()
-        assert "cannot run at all" in " ".join(m.value for m in at.markdown)
-        assert "about" in " ".join(m.value for m in at.markdown if "learning rates" in m.value)  # duration stated first
-        at.button(key=K.BN_SWEEP_START).click().run()
-        sweep = [r for r in store.list() if r.group and r.group.startswith("lr-sweep-")]
-        assert sorted((r.config.lr, r.config.batch_norm) for r in sweep) == sorted(
-            (lr, bn) for lr in (1e-3, 1e-2, 5e-2) for bn in (True, False))
-        for r in sweep:
-            store.trainer(r.id).join(120)
-        at.run()
-        assert "BN at lr 0.05:" in " ".join(m.value for m in at.markdown)
-    finally:
-        store.stop_all(wait=30)
-        st.cache_resource.clear()
+    runs = store.list()
+    assert len(runs) == 2
+    for r in runs:
+        store.trainer(r.id).join(120)
+    at.run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    bn, plain = (store.get(r.id).snapshot.final.test_acc for r in sorted(runs, key=lambda r: not r.config.batch_norm))
+    assert f"BN {bn:.2%} vs no-BN {plain:.2%}" in text and "one seed per arm" in text
+    assert "before BN" in text
+    at.button(key=K.BN_MODES).click().run()
+    assert "cannot run at all" in " ".join(m.value for m in at.markdown)
+    assert "about" in " ".join(m.value for m in at.markdown if "learning rates" in m.value)  # duration stated first
+    at.button(key=K.BN_SWEEP_START).click().run()
+    sweep = [r for r in store.list() if r.group and r.group.startswith("lr-sweep-")]
+    assert sorted((r.config.lr, r.config.batch_norm) for r in sweep) == sorted(
+        (lr, bn) for lr in (1e-3, 1e-2, 5e-2) for bn in (True, False))
+    for r in sweep:
+        store.trainer(r.id).join(120)
+    at.run()
+    assert "BN at lr 0.05:" in " ".join(m.value for m in at.markdown)

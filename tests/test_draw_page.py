@@ -2,9 +2,7 @@
 import sys
 import types
 
-import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core import TrainConfig
@@ -13,20 +11,12 @@ from ui import keys as K
 
 
 @pytest.fixture
-def draw(tmp_path, monkeypatch, data_dir):
-    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("DRAWINGS_DIR", str(tmp_path / "drawings"))
-    monkeypatch.setenv("DATA_DIR", data_dir)
-    st.cache_resource.clear()
+def draw(app_env, monkeypatch):
     state = {"image": None}
     fake = types.ModuleType("streamlit_drawable_canvas")  # the real one imports only inside a running server
     fake.st_canvas = lambda **kw: types.SimpleNamespace(image_data=state["image"], json_data={"objects": []})
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", fake)
-    at = AppTest.from_file("../app.py", default_timeout=120).run()
-    yield at, state
-    from ui.registry import get_store
-    get_store().stop_all(wait=30)
-    st.cache_resource.clear()
+    return AppTest.from_file("../app.py", default_timeout=120).run(), state
 
 
 def test_no_model_offers_quick_training(draw):

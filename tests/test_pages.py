@@ -2,7 +2,6 @@
 import time
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core import TrainConfig
@@ -12,16 +11,8 @@ TIMEOUT = 120
 
 
 @pytest.fixture
-def app(tmp_path, monkeypatch, data_dir):
-    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("DATA_DIR", data_dir)
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
-    yield at
-    from ui.registry import get_store
-    get_store().stop_all(wait=30)  # threads started by a test are stopped
-    st.cache_resource.clear()
+def app(app_env):
+    return AppTest.from_file("../app.py", default_timeout=TIMEOUT)
 
 
 def wait_finished(store, timeout=TIMEOUT):

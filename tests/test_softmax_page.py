@@ -1,23 +1,16 @@
 """AppTest for each panel of the softmax explorer."""
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from ui import keys as K
 
 
 @pytest.fixture
-def page(tmp_path, monkeypatch, data_dir):
-    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("DATA_DIR", data_dir)
-    st.cache_resource.clear()
+def page(app_env):
     at = AppTest.from_file("../app.py", default_timeout=120).run()
     at.switch_page("pages/softmax.py").run()
     assert not at.exception
-    yield at
-    from ui.registry import get_store
-    get_store().stop_all(wait=30)
-    st.cache_resource.clear()
+    return at
 
 
 def md(at) -> str:
