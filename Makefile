@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run test bench bench-quick draw-latency screenshot setup
+.PHONY: run test bench bench-quick bench-cpu draw-latency screenshot setup
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,9 @@ bench: setup
 
 bench-quick: setup
 	$(PY) benchmarks/bench_train.py --quick
+
+bench-cpu: setup
+	$(PY) benchmarks/bench_cpu_effects.py
 
 draw-latency: setup
 	bash scripts/ensure_chromium.sh

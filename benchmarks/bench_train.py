@@ -84,7 +84,7 @@ def project_trainer(bn: bool, epochs: int, seed: int, data_dir: str, poll: bool 
     time_methods(BNProbe, ["before_step", "_hook", "after_backward"], spent, "probe")
 
     # No torch work in this (main) thread: with libgomp, a second long-lived thread that has run
-    # a parallel torch op makes the training thread's many small parallel regions ~2.5x slower.
+    # a parallel torch op makes the training thread's many small parallel regions about 2x slower.
     with tempfile.TemporaryDirectory() as runs:
         store = RunStore(runs, data_dir)
         t0 = time.perf_counter()

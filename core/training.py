@@ -124,8 +124,8 @@ class Trainer:
             self.listener.on_status(snap)
 
     def _run(self) -> None:
-        # Without this, the course's double softmax (saturated probabilities) fills gradients and
-        # Adam moments with denormal floats, and every multiply on them costs ~100x on x86 CPUs.
+        # Adam's moments for dead ReLU units decay into denormal floats (46% of layer 1 after 3 no-BN
+        # epochs), which some CPUs process far more slowly: flush them to zero (benchmarks/bench_cpu_effects.py).
         torch.set_flush_denormal(True)
         try:
             while self.after is not None and self.after.alive and not self._stop.is_set():
