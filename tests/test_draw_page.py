@@ -6,7 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import TrainConfig
-from tests.test_preprocess import SEVEN, canvas
+from tests.test_preprocess import SEVEN, SEVEN_SMALL_CORNER, canvas
 from ui import keys as K
 
 
@@ -63,3 +63,5 @@ def test_bn_model_classifies_single_image_in_eval_mode(data_dir, tmp_path):
     x = preprocess(canvas(SEVEN)).model_input()
     assert p.top == 7 and p.probs.sum() == pytest.approx(1, abs=1e-5) and saliency_map(model, x).shape == (28, 28)
     assert not model.training
+    small = predict_digit(model, preprocess(canvas(SEVEN_SMALL_CORNER, 5)).model_input())
+    assert small.top == p.top == 7  # drawn small in a corner or large in the middle: the same answer
