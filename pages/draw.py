@@ -111,12 +111,10 @@ def canvas_and_prediction() -> None:
     steps = [("ink", pre.ink), ("cropped", pre.cropped), ("20 px", pre.scaled), ("28x28", pre.boxed),
              ("centred", pre.centered), ("naive resize", pre.naive)]
     used = "naive resize" if naive else "centred"
-    cols = st.columns(len(steps) + 1)
-    for col, (name, img) in zip(cols, steps):
-        col.image(255 - img, caption=name + (" (model input)" if name == used else ""), width=96, clamp=True)
     sal = saliency_map(models[model_id], pre.model_input(naive=naive))
-    cols[-1].image(saliency_overlay(pre.naive if naive else pre.centered, sal), width=96,
-                   caption="saliency: red = pixels that most move the top logit")
+    st.image([255 - img for _, img in steps] + [saliency_overlay(pre.naive if naive else pre.centered, sal)],
+             caption=[name + (" (model input)" if name == used else "") for name, _ in steps]
+             + ["saliency: red = pixels that most move the top logit"], width=96, clamp=True)
     with st.expander("Save this drawing to my collection"):
         label = st.number_input("Which digit did you draw?", 0, 9, key=K.DRAW_LABEL)
         if st.button("Save", key=K.DRAW_SAVE):
