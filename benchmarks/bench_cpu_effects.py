@@ -1,4 +1,4 @@
-"""Two CPU effects the trainer works around, measured side by side in one invocation.
+"""Three CPU effects the trainer and the dashboard work around, measured side by side in one invocation.
 
     .venv/bin/python benchmarks/bench_cpu_effects.py [--epochs 3] [--data-dir DIR]
 
@@ -10,11 +10,16 @@
 2. A second long-lived thread that has run torch: the same training in a worker thread, once with an idle
    main thread and once after the main thread ran one forward pass of a batch of 64 (a batch of one is
    too small to start OpenMP threads and changes nothing).
+3. A full garbage collection every second in another thread, as Streamlit does after every script run unless
+   runner.postScriptGC is false (the Train page reruns once a second while a run is live). With torch,
+   plotly and pandas imported, gc.collect() walks a few hundred thousand objects while holding the GIL, and the
+   training thread waits for it. Both cases import the same modules.
 Each case runs in a fresh process; the cases alternate, twice; the last epoch of each process is compared.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -57,6 +62,8 @@ def train_epochs(epochs: int, data_dir: str, batch_norm: bool, flush: bool) -> d
 def run_case(case: str, epochs: int, data_dir: str) -> dict:
     if case.startswith("denormals"):
         return train_epochs(epochs, data_dir, batch_norm=case.endswith("bn"), flush=case == "denormals-flushed")
+    if case.startswith("main-thread"):
+        import pandas, plotly.graph_objects, streamlit  # noqa: F401 - the dashboard's heap, for every thread case
     if case == "main-thread-used":
         import torch
         from core.config import TrainConfig
@@ -65,15 +72,22 @@ def run_case(case: str, epochs: int, data_dir: str) -> dict:
     out: dict = {}
     worker = threading.Thread(target=lambda: out.update(train_epochs(epochs, data_dir, False, True)))
     worker.start()
-    worker.join()
-    return out
+    gc_ms = []
+    while worker.is_alive():
+        if case == "main-thread-gc":
+            t0 = time.perf_counter()
+            gc.collect()
+            gc_ms.append((time.perf_counter() - t0) * 1000)
+        worker.join(1.0)
+    return dict(out, gc_ms=statistics.median(gc_ms) if gc_ms else 0.0)
 
 
 CASES = {"denormals-kept": "no BN, denormals kept",
          "denormals-flushed": "no BN, denormals flushed to zero",
          "denormals-kept-bn": "BN, denormals kept",
          "main-thread-idle": "training thread, main thread idle",
-         "main-thread-used": "training thread, main thread ran a forward pass"}
+         "main-thread-used": "training thread, main thread ran a forward pass",
+         "main-thread-gc": "training thread, main thread gc.collect() every 1 s"}
 
 
 def main() -> None:
@@ -87,6 +101,7 @@ def main() -> None:
         return
     times: dict[str, list[float]] = {c: [] for c in CASES}
     share: dict[str, float] = {}
+    gc_ms: list[float] = []
     for rnd in range(2):
         for case in CASES if rnd == 0 else list(CASES)[::-1]:
             out = subprocess.run([sys.executable, __file__, "--case", case, "--epochs", str(a.epochs), "--data-dir",
@@ -94,14 +109,17 @@ def main() -> None:
             res = json.loads(out.stdout.strip().splitlines()[-1])
             times[case].append(res["times"][-1])  # the last epoch
             share[case] = res["denormal"]
+            gc_ms += [res["gc_ms"]] if res.get("gc_ms") else []
     med = {c: statistics.median(v) for c, v in times.items()}
     print(f"seconds for training epoch {a.epochs} (batch 64), median of 2 processes per case:")
     for c, label in CASES.items():
         extra = f"   Adam moments of layer 1 denormal: {share[c]:.1%}" if c.startswith("denormals") else ""
-        print(f"  {label:<48}{med[c]:6.2f} s{extra}")
+        extra = f"   one gc.collect(): {statistics.median(gc_ms):.0f} ms" if c == "main-thread-gc" else extra
+        print(f"  {label:<53}{med[c]:6.2f} s{extra}")
     print(f"no-BN vs BN with denormals kept: {med['denormals-kept'] / med['denormals-kept-bn']:.2f}x; "
           f"keeping denormals costs {med['denormals-kept'] / med['denormals-flushed']:.2f}x; "
-          f"a main thread that ran torch costs {med['main-thread-used'] / med['main-thread-idle']:.2f}x")
+          f"a main thread that ran torch costs {med['main-thread-used'] / med['main-thread-idle']:.2f}x; "
+          f"a gc.collect() every second costs {med['main-thread-gc'] / med['main-thread-idle']:.2f}x")
 
 
 if __name__ == "__main__":
