@@ -4,7 +4,9 @@
     .venv/bin/python benchmarks/bench_train.py --quick    # 1 timed epoch per case, accuracy after 2 epochs, 1 seed
 
 Every case runs in a fresh subprocess, one after another, in alternating order, so the ratios
-compare runs measured side by side on the same machine in one invocation.
+compare runs measured side by side on the same machine in one invocation. The trainer runs twice: with its
+default arithmetic (precision="auto": bf16 mixed precision on a CPU with bf16 instructions, else float32)
+and with precision="fp32", which is what the original pipeline and the bare loop compute in.
 """
 from __future__ import annotations
 
@@ -69,7 +71,8 @@ def time_methods(cls, names: list[str], bucket: dict[str, float], key: str) -> N
         setattr(cls, name, timed)
 
 
-def project_trainer(bn: bool, epochs: int, seed: int, data_dir: str, poll: bool = False, probe: bool = False) -> dict:
+def project_trainer(bn: bool, epochs: int, seed: int, data_dir: str, poll: bool = False, probe: bool = False,
+                    precision: str = "auto") -> dict:
     """This project's Trainer with its run store (snapshots + persistence), optionally polled like the page
     or recording the BatchNorm lab's probe. Also returns the seconds spent in each of those, measured
     inside the same run: a ratio that does not depend on how busy the machine was."""
@@ -88,7 +91,8 @@ def project_trainer(bn: bool, epochs: int, seed: int, data_dir: str, poll: bool 
     with tempfile.TemporaryDirectory() as runs:
         store = RunStore(runs, data_dir)
         t0 = time.perf_counter()
-        run = store.start(TrainConfig(batch_norm=bn, epochs=epochs, seed=seed), probe=BNProbe() if probe else None)
+        run = store.start(TrainConfig(batch_norm=bn, epochs=epochs, seed=seed, precision=precision),
+                          probe=BNProbe() if probe else None)
         trainer = store.trainer(run.id)
         if poll:
             spent["polling (CPU of the polling thread)"] = poll_like_page(trainer)
@@ -151,7 +155,8 @@ def run_case(case: str, bn: bool, epochs: int, seed: int, data_dir: str) -> dict
         return {"times": bare_loop(bn, epochs, seed, data_dir)}
     if case == "twins":
         return twin_pair(epochs, seed, data_dir)
-    return project_trainer(bn, epochs, seed, data_dir, poll=(case == "polled"), probe=(case == "probed"))
+    return project_trainer(bn, epochs, seed, data_dir, poll=(case == "polled"), probe=(case == "probed"),
+                           precision="fp32" if case == "trainer-fp32" else "auto")
 
 
 def twin_pair(epochs: int, seed: int, data_dir: str) -> dict:
@@ -205,12 +210,16 @@ def main() -> None:
     acc_epochs = a.acc_epochs or (2 if a.quick else 10)
     seeds = a.seeds or (1 if a.quick else 3)
     import torch
+    from core.config import resolve_precision
 
+    auto = resolve_precision("auto")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device of the trainer: "
           f"{'cuda' if torch.cuda.is_available() else 'cpu'}; data: {a.data_dir}")
+    print(f"the trainer's default arithmetic here (precision='auto'): {auto}; the original pipeline and the bare "
+          "loop use float32")
     print(f"\n## Speed: seconds per epoch (training + test evaluation, batch 64), median of {2 * speed_epochs} epochs "
           "per case (2 processes, forward then reverse order); the first epoch of each process is included")
-    cases = ["original", "bare", "trainer", "polled", "probed"]
+    cases = ["original", "bare", "trainer", "trainer-fp32", "polled", "probed"]
     res: dict[tuple[str, bool], list[float]] = {(c, bn): [] for c in cases for bn in (False, True)}
     spent: dict[tuple[str, bool], dict[str, float]] = {}  # seconds inside snapshots, persistence, probe, polling
     walls: dict[bool, list[float]] = {False: [], True: []}
@@ -223,17 +232,19 @@ def main() -> None:
                     spent.setdefault((case, bn), {})[k] = spent.get((case, bn), {}).get(k, 0.0) + v
                 if case == "probed":
                     walls[bn].append(out["wall"])
-    print(f"{'case':<34}{'no-BN':>10}{'BN':>10}")
+    print(f"{'case':<42}{'no-BN':>10}{'BN':>10}")
     names = {"original": "original pipeline (course code)", "bare": "bare in-memory loop",
-             "trainer": "project trainer + run store", "polled": "trainer, polled like the Train page",
+             "trainer": f"project trainer + run store ({auto})", "trainer-fp32": "project trainer, precision=fp32",
+             "polled": "trainer, polled like the Train page",
              "probed": "trainer + BatchNorm-lab probe"}
     med = {k: statistics.median(v) for k, v in res.items()}
     for case in cases:
-        print(f"{names[case]:<34}{med[(case, False)]:>9.2f}s{med[(case, True)]:>9.2f}s")
+        print(f"{names[case]:<42}{med[(case, False)]:>9.2f}s{med[(case, True)]:>9.2f}s")
     for bn in (False, True):
         arm = "BN   " if bn else "no-BN"
-        print(f"{arm}: speed-up of the trainer over the original: {med[('original', bn)] / med[('trainer', bn)]:.2f}x; "
-              f"overhead of snapshots + persistence vs bare loop: {med[('trainer', bn)] / med[('bare', bn)] - 1:+.1%}; "
+        print(f"{arm}: speed-up of the trainer over the original: {med[('original', bn)] / med[('trainer', bn)]:.2f}x "
+              f"({auto}), {med[('original', bn)] / med[('trainer-fp32', bn)]:.2f}x (fp32); "
+              f"trainer (fp32) vs bare loop: {med[('trainer-fp32', bn)] / med[('bare', bn)] - 1:+.1%}; "
               f"page polling vs trainer alone: {med[('polled', bn)] / med[('trainer', bn)] - 1:+.1%}; "
               f"BN-lab probe vs trainer alone: {med[('probed', bn)] / med[('trainer', bn)] - 1:+.1%}")
     print("\nMeasured inside the same runs (seconds spent there / training + evaluation time):")
@@ -251,9 +262,10 @@ def main() -> None:
     if a.speed_only:
         return
     print(f"\n## Accuracy: final test accuracy after {acc_epochs} epochs, seeds 0..{seeds - 1} (project trainer)")
-    for bn in (False, True):
-        accs = [spawn("trainer", bn, acc_epochs, s, a.data_dir)["acc"][-1] for s in range(seeds)]
-        print(f"{'BN   ' if bn else 'no-BN'}: {mean_sd(accs)}  (each: {', '.join(f'{x:.2%}' for x in accs)})")
+    for case, arith in [("trainer", auto)] + ([("trainer-fp32", "fp32")] if auto != "fp32" else []):
+        for bn in (False, True):
+            accs = [spawn(case, bn, acc_epochs, s, a.data_dir)["acc"][-1] for s in range(seeds)]
+            print(f"{'BN   ' if bn else 'no-BN'} {arith}: {mean_sd(accs)}  (each: {', '.join(f'{x:.2%}' for x in accs)})")
 
 
 if __name__ == "__main__":

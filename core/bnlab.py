@@ -61,7 +61,8 @@ class BNProbe:
         with torch.no_grad():
             cur[kind][layer] = activation_percentiles(out)
             if kind == "pre" and self._bn:
-                cur["batch"][layer] = (out[:, 0].mean().item(), out[:, 0].var(unbiased=False).item())
+                col = out[:, 0].float()  # bf16 under mixed precision
+                cur["batch"][layer] = (col.mean().item(), col.var(unbiased=False).item())
 
     def after_backward(self, step: int, model: MLP) -> None:
         cur, self._current = self._current, None

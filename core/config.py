@@ -7,6 +7,25 @@ from typing import Any
 
 DATASETS = ("mnist", "fashion-mnist")
 MAX_BATCH_SIZE = 60_000
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def native_bf16() -> bool:
+    """True when the CPU has bfloat16 instructions (AVX512-BF16 or AMX), where bf16 matmuls are fast.
+    Elsewhere PyTorch emulates bf16 on the CPU, which is slower than float32."""
+    import torch
+
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def resolve_precision(precision: str) -> str:
+    """'auto' -> 'bf16' on a CPU-only machine with native bf16, else 'fp32'. On a GPU this tiny network is
+    bound by kernel launches, not arithmetic, so 'auto' stays in float32 there."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    return "bf16" if not torch.cuda.is_available() and native_bf16() else "fp32"
 
 
 @dataclass(frozen=True)
@@ -20,9 +39,15 @@ class TrainConfig:
     seed: int = 0
     double_softmax: bool = False  # the course's defect: softmax in the model, then CrossEntropyLoss
     max_batches: int | None = None  # cap on training batches per epoch, for quick runs and tests
+    # "fp32": everything in float32. "bf16": mixed precision, the forward pass under torch.autocast(bfloat16)
+    # (matmuls in bf16 with float32 accumulation; weights, optimizer state and evaluation stay float32).
+    # "auto" is resolved when the config is made, so a saved config always says what ran.
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))
+        if self.precision in PRECISIONS:
+            object.__setattr__(self, "precision", resolve_precision(self.precision))
         self.validate()
 
     def validate(self) -> None:
@@ -41,6 +66,8 @@ class TrainConfig:
             raise ValueError(f"seed: must be a whole number >= 0, got {self.seed!r}")
         if self.max_batches is not None and (not _is_int(self.max_batches) or self.max_batches < 1):
             raise ValueError(f"max_batches: must be a whole number >= 1 or None, got {self.max_batches!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.batch_norm, bool) or not isinstance(self.double_softmax, bool):
             raise ValueError("batch_norm/double_softmax: must be true or false")
 
@@ -52,11 +79,12 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        # Runs saved before the precision field existed trained in float32.
+        return cls(**{"precision": "fp32", **{k: v for k, v in d.items() if k in known}})
 
     def label(self) -> str:
         bn = "BN" if self.batch_norm else "no-BN"
-        extra = " double-softmax" if self.double_softmax else ""
+        extra = (" double-softmax" if self.double_softmax else "") + (" bf16" if self.precision == "bf16" else "")
         return f"{self.dataset} {bn}{extra} lr={self.lr:g} bs={self.batch_size} ep={self.epochs} seed={self.seed}"
 
 

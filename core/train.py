@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 from tqdm import tqdm
 
-from core.config import DATASETS, TrainConfig, parse_hidden
+from core.config import DATASETS, PRECISIONS, TrainConfig, parse_hidden
 from core.runs import RunStore
 from core.snapshot import EpochMetrics
 
@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden", default="512,256,128,32", help="hidden sizes, comma separated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--double-softmax", action="store_true", help="reproduce the course's defect (softmax before CrossEntropyLoss)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="fp32, or bf16 mixed precision (autocast); auto: bf16 where the CPU has bf16 instructions")
     p.add_argument("--data-dir", default=None, help="default: $DATA_DIR or ./data")
     p.add_argument("--runs-dir", default=None, help="default: $RUNS_DIR or ./runs")
     p.add_argument("--max-batches", type=int, default=None, help="at most this many training batches per epoch")
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = TrainConfig(dataset=args.dataset, batch_norm=args.bn, hidden=parse_hidden(args.hidden), lr=args.lr,
                              batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
-                             double_softmax=args.double_softmax, max_batches=args.max_batches)
+                             double_softmax=args.double_softmax, max_batches=args.max_batches,
+                             precision=args.precision)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

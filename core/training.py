@@ -151,6 +151,8 @@ class Trainer:
         if self.probe:
             self.probe.attach(model)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+        # Mixed precision: thread-local, so other threads (and evaluation) stay in float32.
+        amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)  # minibatch order: same seed, same order
         steps_per_epoch = num_batches(len(train_x), cfg.batch_size, cfg.max_batches)
         self._publish(steps_per_epoch=steps_per_epoch)
@@ -175,8 +177,9 @@ class Trainer:
                     break
                 if self.probe:
                     self.probe.before_step(step + 1)
-                out = model(xb)  # (B, 10)
-                loss = F.cross_entropy(out, yb)
+                with amp:
+                    out = model(xb)  # (B, 10)
+                    loss = F.cross_entropy(out, yb)  # autocast computes it in float32
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.probe:

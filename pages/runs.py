@@ -26,7 +26,7 @@ def runs_table() -> None:
     for r in store.list():
         s, c = r.snapshot, r.config
         rows.append({"name": r.name, "status": s.status, "dataset": c.dataset, "BN": c.batch_norm,
-                     "double softmax": c.double_softmax, "lr": c.lr, "batch": c.batch_size,
+                     "double softmax": c.double_softmax, "precision": c.precision, "lr": c.lr, "batch": c.batch_size,
                      "epochs": f"{s.epoch}/{c.epochs}", "hidden": ",".join(map(str, c.hidden)), "seed": c.seed,
                      "final test acc": f"{s.final.test_acc:.2%}" if s.final else "–",
                      "best test acc": f"{s.best_test_acc:.2%}" if s.history else "–",

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from core import DATASETS, DuplicateRunError, TrainConfig, parse_hidden
+from core.config import resolve_precision
 from core.snapshot import RunSnapshot
 from ui import keys as K
 from ui.figures import accuracy_figure, loss_figure
@@ -29,6 +30,13 @@ def read_config() -> TrainConfig | None:
         hidden_text = c1.text_input("Hidden layer sizes", "512, 256, 128, 32", key=K.TRAIN_HIDDEN)
         seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key=K.TRAIN_SEED)
         max_batches = c3.number_input("Quick run: batches per epoch (0 = all)", 0, 60_000, 0, key=K.TRAIN_MAX_BATCHES)
+        precision = c3.selectbox(
+            "Arithmetic", ["auto", "fp32", "bf16"], key=K.TRAIN_PRECISION,
+            format_func={"auto": f"auto ({resolve_precision('auto')} here)", "fp32": "float32",
+                         "bf16": "bf16 mixed precision"}.get,
+            help="bf16 mixed precision runs the forward pass under torch.autocast: matrix products in bfloat16 "
+                 "(8 bits of mantissa) with float32 sums, while weights, Adam's state and evaluation stay float32. "
+                 "It is faster only on CPUs with bf16 instructions; test accuracy is the same within seed-to-seed noise.")
         bn = c4.toggle("BatchNorm (Linear → BN → ReLU)", key=K.TRAIN_BN)
         double = c4.checkbox("Double softmax (the course's bug)", key=K.TRAIN_DOUBLE_SOFTMAX,
                              help="Softmax inside the model and again inside CrossEntropyLoss: the loss can never go "
@@ -38,7 +46,7 @@ def read_config() -> TrainConfig | None:
     try:
         return TrainConfig(dataset=dataset, batch_norm=bn, hidden=parse_hidden(hidden_text), lr=float(lr),
                            batch_size=int(batch), epochs=int(epochs), seed=int(seed), double_softmax=double,
-                           max_batches=int(max_batches) or None)
+                           max_batches=int(max_batches) or None, precision=precision)
     except ValueError as e:
         st.error(f"Cannot start: {e}")
         return None

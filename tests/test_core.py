@@ -88,7 +88,7 @@ def test_offline_missing_data_message(tmp_path, monkeypatch):
     ("batch_size", dict(batch_size=0)), ("batch_size", dict(batch_size=60001)), ("batch_size", dict(batch_size=1.5)),
     ("epochs", dict(epochs=0)), ("hidden", dict(hidden=())), ("hidden", dict(hidden=(512, 0))),
     ("hidden", dict(hidden=(-3,))), ("dataset", dict(dataset="cifar")), ("seed", dict(seed=-1)),
-    ("max_batches", dict(max_batches=0)),
+    ("max_batches", dict(max_batches=0)), ("precision", dict(precision="fp16")),
 ])
 def test_invalid_config_names_field(field, kw):
     with pytest.raises(ValueError, match=f"^{field}"):
@@ -115,11 +115,39 @@ def test_loss_falls_and_metrics_recorded(data_dir):
     assert acc == pytest.approx(s.history[-1].test_acc) and loss == pytest.approx(s.history[-1].test_loss, rel=1e-5)
 
 
-@pytest.mark.parametrize("bn", [False, True])
-def test_deterministic(data_dir, bn):
+def test_precision_auto_resolves_and_old_configs_read_as_fp32(monkeypatch):
+    import core.config
+
+    monkeypatch.setattr(core.config, "native_bf16", lambda: True)
+    assert TrainConfig().precision == ("fp32" if torch.cuda.is_available() else "bf16")
+    monkeypatch.setattr(core.config, "native_bf16", lambda: False)
+    assert TrainConfig().precision == "fp32" and TrainConfig(precision="bf16").precision == "bf16"
+    assert "bf16" in TrainConfig(precision="bf16").label() and "bf16" not in TrainConfig(precision="fp32").label()
+    old = TrainConfig(precision="fp32").to_dict()
+    del old["precision"]  # a run saved before the field existed trained in float32
+    assert TrainConfig.from_dict(old).precision == "fp32"
+    assert TrainConfig.from_dict(TrainConfig(precision="bf16").to_dict()).precision == "bf16"
+
+
+def test_bf16_mixed_precision_trains_close_to_fp32(data_dir):
+    """The bf16 run really computes in bf16 (its losses differ from float32) yet learns the same."""
+    snaps = {}
+    for precision in ("fp32", "bf16"):
+        t = Trainer(TrainConfig(precision=precision, max_batches=60, epochs=2, seed=3), data_dir=data_dir)
+        run_to_end(t)
+        assert t.snapshot.status == "finished", t.snapshot.error
+        assert all(p.dtype == torch.float32 for p in t.model.parameters())  # master weights stay float32
+        snaps[precision] = t.snapshot
+    a, b = (snaps[p].history[-1] for p in ("fp32", "bf16"))
+    assert a.train_loss != b.train_loss
+    assert b.train_loss == pytest.approx(a.train_loss, rel=0.1) and abs(a.test_acc - b.test_acc) < 0.02
+
+
+@pytest.mark.parametrize("bn,precision", [(False, "fp32"), (True, "fp32"), (False, "bf16"), (True, "bf16")])
+def test_deterministic(data_dir, bn, precision):
     snaps = []
     for _ in range(2):
-        t = Trainer(TrainConfig(batch_norm=bn, seed=7, **TINY), data_dir=data_dir)
+        t = Trainer(TrainConfig(batch_norm=bn, seed=7, precision=precision, **TINY), data_dir=data_dir)
         run_to_end(t)
         snaps.append(t.snapshot)
     a, b = snaps

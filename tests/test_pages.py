@@ -56,11 +56,12 @@ def test_start_tiny_run_and_see_final_numbers(app):
     app.number_input(key=K.TRAIN_EPOCHS).set_value(2)
     app.number_input(key=K.TRAIN_MAX_BATCHES).set_value(30)
     app.toggle(key=K.TRAIN_BN).set_value(True)
+    app.selectbox(key=K.TRAIN_PRECISION).set_value("fp32")
     app.button(key=K.TRAIN_START).click().run()
     assert not app.exception
     store = get_store()
     (run,) = store.list()
-    assert run.config == TrainConfig(batch_norm=True, epochs=2, max_batches=30)
+    assert run.config == TrainConfig(batch_norm=True, epochs=2, max_batches=30, precision="fp32")
     wait_finished(store)
     app.run()
     final = store.get(run.id).snapshot.final
