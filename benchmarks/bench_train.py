@@ -190,33 +190,7 @@ def mean_sd(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.2%} ± {statistics.stdev(xs):.2%}" if len(xs) > 1 else f"{xs[0]:.2%}"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="shorter: fewer timed epochs, a 2-epoch single-seed accuracy check")
-    p.add_argument("--speed-epochs", type=int, default=None, help="timed epochs per case and process (default 2, quick 1)")
-    p.add_argument("--acc-epochs", type=int, default=None, help="epochs of the accuracy runs (default 10, quick 2)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 for accuracy (default 3, quick 1)")
-    p.add_argument("--speed-only", action="store_true", help="skip the accuracy runs")
-    p.add_argument("--data-dir", default=os.environ.get("DATA_DIR", str(ROOT / "data")))
-    p.add_argument("--case", help=argparse.SUPPRESS)
-    p.add_argument("--bn", action=argparse.BooleanOptionalAction, default=False, help=argparse.SUPPRESS)
-    p.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
-    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    a = p.parse_args()
-    if a.case:  # worker process
-        print(json.dumps(run_case(a.case, a.bn, a.epochs, a.seed, a.data_dir)))
-        return
-    speed_epochs = a.speed_epochs or (1 if a.quick else 2)
-    acc_epochs = a.acc_epochs or (2 if a.quick else 10)
-    seeds = a.seeds or (1 if a.quick else 3)
-    import torch
-    from core.config import resolve_precision
-
-    auto = resolve_precision("auto")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device of the trainer: "
-          f"{'cuda' if torch.cuda.is_available() else 'cpu'}; data: {a.data_dir}")
-    print(f"the trainer's default arithmetic here (precision='auto'): {auto}; the original pipeline and the bare "
-          "loop use float32")
+def speed(data_dir: str, speed_epochs: int, auto: str) -> None:
     print(f"\n## Speed: seconds per epoch (training + test evaluation, batch 64), median of {2 * speed_epochs} epochs "
           "per case (2 processes, forward then reverse order); the first epoch of each process is included")
     cases = ["original", "bare", "trainer", "trainer-fp32", "polled", "probed"]
@@ -226,7 +200,7 @@ def main() -> None:
     for rnd in range(2):  # forward, then reverse order: a drift in machine load hits every case alike
         for case in cases if rnd == 0 else cases[::-1]:
             for bn in (False, True):
-                out = spawn(case, bn, speed_epochs, 0, a.data_dir)
+                out = spawn(case, bn, speed_epochs, 0, data_dir)
                 res[(case, bn)] += out["times"]
                 for k, v in out.get("spent", {}).items():
                     spent.setdefault((case, bn), {})[k] = spent.get((case, bn), {}).get(k, 0.0) + v
@@ -254,18 +228,52 @@ def main() -> None:
         print(f"{'BN   ' if bn else 'no-BN'}: snapshots + persistence {share('trainer', 'snapshots', 'persistence'):.1%}; "
               f"BN-lab probe {share('probed', 'probe'):.1%}; "
               f"page polling {share('polled', 'polling (CPU of the polling thread)'):.1%} of a core")
-    pair = spawn("twins", True, speed_epochs, 0, a.data_dir)["times"][0]
+    pair = spawn("twins", True, speed_epochs, 0, data_dir)["times"][0]
     one = statistics.mean(statistics.median(w) for w in walls.values())
     print(f"twin pair (BN + no-BN, probed, {speed_epochs} epoch(s) each): {pair:.1f} s from start to finished = "
           f"{pair / one:.2f}x one probed run ({one:.1f} s, mean of BN and no-BN, measured the same way)")
 
-    if a.speed_only:
-        return
+
+def accuracy(data_dir: str, acc_epochs: int, seeds: int, auto: str) -> None:
     print(f"\n## Accuracy: final test accuracy after {acc_epochs} epochs, seeds 0..{seeds - 1} (project trainer)")
     for case, arith in [("trainer", auto)] + ([("trainer-fp32", "fp32")] if auto != "fp32" else []):
         for bn in (False, True):
-            accs = [spawn(case, bn, acc_epochs, s, a.data_dir)["acc"][-1] for s in range(seeds)]
+            accs = [spawn(case, bn, acc_epochs, s, data_dir)["acc"][-1] for s in range(seeds)]
             print(f"{'BN   ' if bn else 'no-BN'} {arith}: {mean_sd(accs)}  (each: {', '.join(f'{x:.2%}' for x in accs)})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="shorter: fewer timed epochs, a 2-epoch single-seed accuracy check")
+    p.add_argument("--speed-epochs", type=int, default=None, help="timed epochs per case and process (default 2, quick 1)")
+    p.add_argument("--acc-epochs", type=int, default=None, help="epochs of the accuracy runs (default 10, quick 2)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 for accuracy (default 3, quick 1)")
+    p.add_argument("--speed-only", action="store_true", help="skip the accuracy runs")
+    p.add_argument("--accuracy-only", action="store_true", help="skip the speed runs")
+    p.add_argument("--data-dir", default=os.environ.get("DATA_DIR", str(ROOT / "data")))
+    p.add_argument("--case", help=argparse.SUPPRESS)
+    p.add_argument("--bn", action=argparse.BooleanOptionalAction, default=False, help=argparse.SUPPRESS)
+    p.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.case:  # worker process
+        print(json.dumps(run_case(a.case, a.bn, a.epochs, a.seed, a.data_dir)))
+        return
+    speed_epochs = a.speed_epochs or (1 if a.quick else 2)
+    acc_epochs = a.acc_epochs or (2 if a.quick else 10)
+    seeds = a.seeds or (1 if a.quick else 3)
+    import torch
+    from core.config import resolve_precision
+
+    auto = resolve_precision("auto")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device of the trainer: "
+          f"{'cuda' if torch.cuda.is_available() else 'cpu'}; data: {a.data_dir}")
+    print(f"the trainer's default arithmetic here (precision='auto'): {auto}; the original pipeline and the bare "
+          "loop use float32")
+    if not a.accuracy_only:
+        speed(a.data_dir, speed_epochs, auto)
+    if not a.speed_only:
+        accuracy(a.data_dir, acc_epochs, seeds, auto)
 
 
 if __name__ == "__main__":
