@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run test bench bench-quick bench-cpu draw-latency screenshot setup
+.PHONY: run test bench bench-quick bench-cpu bench-step draw-latency screenshot setup
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,9 @@ bench-quick: setup
 
 bench-cpu: setup
 	$(PY) benchmarks/bench_cpu_effects.py
+
+bench-step: setup
+	$(PY) benchmarks/bench_step.py
 
 draw-latency: setup
 	bash scripts/ensure_chromium.sh

@@ -190,24 +190,30 @@ def mean_sd(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.2%} ± {statistics.stdev(xs):.2%}" if len(xs) > 1 else f"{xs[0]:.2%}"
 
 
-def speed(data_dir: str, speed_epochs: int, auto: str) -> None:
-    print(f"\n## Speed: seconds per epoch (training + test evaluation, batch 64), median of {2 * speed_epochs} epochs "
-          "per case (2 processes, forward then reverse order); the first epoch of each process is included")
-    cases = ["original", "bare", "trainer", "trainer-fp32", "polled", "probed"]
+def speed(data_dir: str, speed_epochs: int, auto: str, rounds: int) -> None:
+    print(f"\n## Speed: seconds per epoch (training + test evaluation, batch 64), median over {rounds} rounds x "
+          f"{speed_epochs} epoch(s) per case; each round runs every case once in a fresh process, the order "
+          "reversed every other round, the original pipeline next to the trainer; the first epoch of each process "
+          "is included")
+    cases = ["original", "trainer", "trainer-fp32", "bare", "polled", "probed"]
     res: dict[tuple[str, bool], list[float]] = {(c, bn): [] for c in cases for bn in (False, True)}
+    per_round: list[dict[tuple[str, bool], float]] = []
     spent: dict[tuple[str, bool], dict[str, float]] = {}  # seconds inside snapshots, persistence, probe, polling
     walls: dict[bool, list[float]] = {False: [], True: []}
-    for rnd in range(2):  # forward, then reverse order: a drift in machine load hits every case alike
-        for case in cases if rnd == 0 else cases[::-1]:
+    for rnd in range(rounds):  # alternating order: a drift in machine load hits every case alike
+        this: dict[tuple[str, bool], float] = {}
+        for case in cases if rnd % 2 == 0 else cases[::-1]:
             for bn in (False, True):
                 out = spawn(case, bn, speed_epochs, 0, data_dir)
                 res[(case, bn)] += out["times"]
+                this[(case, bn)] = statistics.median(out["times"])
                 for k, v in out.get("spent", {}).items():
                     spent.setdefault((case, bn), {})[k] = spent.get((case, bn), {}).get(k, 0.0) + v
                 if case == "probed":
                     walls[bn].append(out["wall"])
+        per_round.append(this)
     print(f"{'case':<42}{'no-BN':>10}{'BN':>10}")
-    names = {"original": "original pipeline (course code)", "bare": "bare in-memory loop",
+    names = {"original": "original pipeline (course code)", "bare": "bare in-memory loop (float32)",
              "trainer": f"project trainer + run store ({auto})", "trainer-fp32": "project trainer, precision=fp32",
              "polled": "trainer, polled like the Train page",
              "probed": "trainer + BatchNorm-lab probe"}
@@ -216,9 +222,11 @@ def speed(data_dir: str, speed_epochs: int, auto: str) -> None:
         print(f"{names[case]:<42}{med[(case, False)]:>9.2f}s{med[(case, True)]:>9.2f}s")
     for bn in (False, True):
         arm = "BN   " if bn else "no-BN"
-        print(f"{arm}: speed-up of the trainer over the original: {med[('original', bn)] / med[('trainer', bn)]:.2f}x "
-              f"({auto}), {med[('original', bn)] / med[('trainer-fp32', bn)]:.2f}x (fp32); "
-              f"trainer (fp32) vs bare loop: {med[('trainer-fp32', bn)] / med[('bare', bn)] - 1:+.1%}; "
+        for case, arith in (("trainer", auto), ("trainer-fp32", "fp32")):
+            ratios = [r[("original", bn)] / r[(case, bn)] for r in per_round]
+            print(f"{arm}: speed-up of the trainer ({arith}) over the original: {statistics.median(ratios):.2f}x "
+                  f"(median of the rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+        print(f"{arm}: trainer (fp32) vs bare loop: {med[('trainer-fp32', bn)] / med[('bare', bn)] - 1:+.1%}; "
               f"page polling vs trainer alone: {med[('polled', bn)] / med[('trainer', bn)] - 1:+.1%}; "
               f"BN-lab probe vs trainer alone: {med[('probed', bn)] / med[('trainer', bn)] - 1:+.1%}")
     print("\nMeasured inside the same runs (seconds spent there / training + evaluation time):")
@@ -246,6 +254,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="shorter: fewer timed epochs, a 2-epoch single-seed accuracy check")
     p.add_argument("--speed-epochs", type=int, default=None, help="timed epochs per case and process (default 2, quick 1)")
+    p.add_argument("--rounds", type=int, default=None, help="rounds of the speed part (default 3, quick 2)")
     p.add_argument("--acc-epochs", type=int, default=None, help="epochs of the accuracy runs (default 10, quick 2)")
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 for accuracy (default 3, quick 1)")
     p.add_argument("--speed-only", action="store_true", help="skip the accuracy runs")
@@ -271,7 +280,7 @@ def main() -> None:
     print(f"the trainer's default arithmetic here (precision='auto'): {auto}; the original pipeline and the bare "
           "loop use float32")
     if not a.accuracy_only:
-        speed(a.data_dir, speed_epochs, auto)
+        speed(a.data_dir, speed_epochs, auto, a.rounds or (2 if a.quick else 3))
     if not a.speed_only:
         accuracy(a.data_dir, acc_epochs, seeds, auto)
 

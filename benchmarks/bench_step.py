@@ -1,0 +1,123 @@
+"""Where one training step's time goes (batch 64, the course MLP), float32 vs bf16 mixed precision.
+
+    .venv/bin/python benchmarks/bench_step.py [--repeats 5] [--data-dir DIR]
+
+All in one process, the variants interleaved and repeated, medians reported, so the numbers compare
+side by side. Parts: the layer-1 matrix multiply (64x784 by 784x512), one fused Adam update of all
+parameters, the four BatchNorm layers forward + backward, and whole training steps (forward, loss,
+backward, Adam) of the trainer's loop for no-BN and BN in both arithmetics.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.config import TrainConfig  # noqa: E402
+from core.data import iterate_batches, load_dataset  # noqa: E402
+from core.models import build_model  # noqa: E402
+
+
+def per_call(fn, n: int) -> float:
+    """Seconds per call of fn, after a short warm-up."""
+    for _ in range(max(5, n // 10)):
+        fn()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
+def matmul_case(bf16: bool):
+    x, w = torch.randn(64, 784), torch.randn(512, 784)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+    def fn():
+        with amp:
+            F.linear(x, w)
+    return fn
+
+
+def adam_case():
+    model = build_model(TrainConfig(batch_norm=True, precision="fp32"))
+    params = list(model.parameters())
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    opt = torch.optim.Adam(params, lr=1e-3, fused=True)
+    return opt.step, sum(p.numel() for p in params)
+
+
+def bn_case():
+    layers = [torch.nn.BatchNorm1d(h) for h in (512, 256, 128, 32)]
+    xs = [torch.randn(64, h, requires_grad=True) for h in (512, 256, 128, 32)]
+
+    def fn():
+        sum(bn(x).square().sum() for bn, x in zip(layers, xs)).backward()
+    return fn
+
+
+def steps_case(bn: bool, bf16: bool, batches):
+    model = build_model(TrainConfig(batch_norm=bn, precision="fp32"))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    it = iter(())
+
+    def fn():
+        nonlocal it
+        try:
+            xb, yb = next(it)
+        except StopIteration:
+            it = iter(batches)
+            xb, yb = next(it)
+        with amp:
+            loss = F.cross_entropy(model(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return fn
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--data-dir", default=os.environ.get("DATA_DIR", str(ROOT / "data")))
+    a = p.parse_args()
+    torch.set_flush_denormal(True)
+    data = load_dataset("mnist", a.data_dir)
+    batches = list(iterate_batches(data.train_x, data.train_y, 64, torch.Generator().manual_seed(0), 200))
+    adam, n_params = adam_case()
+    cases = {
+        "matmul 64x784x512, float32": (matmul_case(False), 2000),
+        "matmul 64x784x512, bf16 autocast": (matmul_case(True), 2000),
+        f"fused Adam update, {n_params:,} parameters": (adam, 1000),
+        "4 BatchNorm layers, forward + backward": (bn_case(), 1000),
+    }
+    for bn in (False, True):
+        for bf16 in (False, True):
+            name = f"training step, {'BN' if bn else 'no-BN'}, {'bf16 mixed' if bf16 else 'float32'}"
+            cases[name] = (steps_case(bn, bf16, batches), 200)
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(a.repeats):  # interleaved: a change in machine load hits every case alike
+        for name, (fn, n) in cases.items():
+            times[name].append(per_call(fn, n))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {a.repeats} interleaved repeats")
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for name, t in med.items():
+        extra = f"   {2 * 64 * 784 * 512 / t / 1e9:.0f} GFLOP/s" if name.startswith("matmul") else ""
+        print(f"  {name:<44}{t * 1e6:9.0f} µs{extra}")
+    for arm in ("no-BN", "BN"):
+        f32, b16 = med[f"training step, {arm}, float32"], med[f"training step, {arm}, bf16 mixed"]
+        print(f"{arm}: bf16 mixed precision makes a step {f32 / b16:.2f}x faster")
+
+
+if __name__ == "__main__":
+    main()
