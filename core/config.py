@@ -15,7 +15,8 @@ def native_bf16() -> bool:
     Elsewhere PyTorch emulates bf16 on the CPU, which is slower than float32."""
     import torch
 
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)  # private helpers: absent means "no"
 
 
 def resolve_precision(precision: str) -> str:
