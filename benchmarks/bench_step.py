@@ -10,6 +10,7 @@ backward, Adam) of the trainer's loop for no-BN and BN in both arithmetics.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -69,15 +70,10 @@ def steps_case(bn: bool, bf16: bool, batches):
     model = build_model(TrainConfig(batch_norm=bn, precision="fp32"))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
-    it = iter(())
+    it = itertools.cycle(batches)
 
     def fn():
-        nonlocal it
-        try:
-            xb, yb = next(it)
-        except StopIteration:
-            it = iter(batches)
-            xb, yb = next(it)
+        xb, yb = next(it)
         with amp:
             loss = F.cross_entropy(model(xb), yb)
         opt.zero_grad(set_to_none=True)

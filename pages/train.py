@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core import DATASETS, DuplicateRunError, TrainConfig, parse_hidden
-from core.config import resolve_precision
+from core.config import PRECISIONS, resolve_precision
 from core.snapshot import RunSnapshot
 from ui import keys as K
 from ui.figures import accuracy_figure, loss_figure
@@ -31,7 +31,7 @@ def read_config() -> TrainConfig | None:
         seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key=K.TRAIN_SEED)
         max_batches = c3.number_input("Quick run: batches per epoch (0 = all)", 0, 60_000, 0, key=K.TRAIN_MAX_BATCHES)
         precision = c3.selectbox(
-            "Arithmetic", ["auto", "fp32", "bf16"], key=K.TRAIN_PRECISION,
+            "Arithmetic", PRECISIONS, key=K.TRAIN_PRECISION,
             format_func={"auto": f"auto ({resolve_precision('auto')} here)", "fp32": "float32",
                          "bf16": "bf16 mixed precision"}.get,
             help="bf16 mixed precision runs the forward pass under torch.autocast: matrix products in bfloat16 "

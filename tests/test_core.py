@@ -112,7 +112,7 @@ def test_loss_falls_and_metrics_recorded(data_dir):
     assert s.step_losses[-1][1] < s.step_losses[0][1]
     assert s.history[-1].test_acc > 0.8 and s.samples_per_sec > 0
     loss, acc = evaluate(t.model, *[load_dataset("mnist", data_dir).test_x, load_dataset("mnist", data_dir).test_y])
-    assert acc == pytest.approx(s.history[-1].test_acc) and loss == pytest.approx(s.history[-1].test_loss, rel=1e-4)
+    assert acc == pytest.approx(s.history[-1].test_acc) and loss == pytest.approx(s.history[-1].test_loss, rel=1e-5)
 
 
 def test_trainer_matches_a_plain_pytorch_loop(data_dir):
