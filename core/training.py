@@ -60,6 +60,41 @@ class _StoppedWhileQueued(Exception):
     pass
 
 
+class FusedAdam:
+    """Adam with PyTorch's defaults, exactly as torch.optim.Adam(fused=True) computes it, in one kernel
+    call per step. torch.optim's bookkeeping around that kernel (parameter groups, per-parameter state
+    and step counters) costs about 40 µs a step here, 4% of a 1 ms training step; this keeps one
+    step counter for all parameters, which is the same number because every parameter gets a
+    gradient at every step. Falls back to torch.optim.Adam where the fused kernel does not exist."""
+
+    def __init__(self, params, lr: float) -> None:
+        self.params, self.lr = list(params), lr
+        self._kernel = getattr(torch, "_fused_adam_", None)
+        if self._kernel is None:
+            self._opt = torch.optim.Adam(self.params, lr=lr)
+            return
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self._step = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
+        self._steps = [self._step] * len(self.params)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        if self._kernel is None:
+            return self._opt.step()
+        grads = [p.grad for p in self.params]
+        if any(g is None for g in grads):
+            raise RuntimeError("FusedAdam needs a gradient for every parameter")
+        self._step += 1
+        self._kernel(self.params, grads, self.exp_avg, self.exp_avg_sq, [], self._steps, amsgrad=False, lr=self.lr,
+                     beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, maximize=False, grad_scale=None,
+                     found_inf=None)
+
+
 class Trainer:
     """Trains one TrainConfig in a background thread. Never touches UI code.
 
@@ -150,7 +185,7 @@ class Trainer:
         model = self.model = build_model(cfg).to(dev)
         if self.probe:
             self.probe.attach(model)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+        opt = FusedAdam(model.parameters(), lr=cfg.lr)
         # Mixed precision: thread-local, so other threads (and evaluation) stay in float32.
         amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)  # minibatch order: same seed, same order
@@ -160,10 +195,8 @@ class Trainer:
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             t0, paused = time.perf_counter(), 0.0  # pauses do not count as training time
-            loss_sum = torch.zeros((), device=dev)
-            correct = torch.zeros((), dtype=torch.long, device=dev)
-            window = torch.zeros((), device=dev)
-            seen = 0
+            loss_sum, correct, seen = 0.0, 0, 0
+            losses, preds, labels = [], [], []  # this logging window's steps, read out every log_every steps
             batches = iterate_batches(train_x, train_y, cfg.batch_size, gen, cfg.max_batches)
             for i, (xb, yb) in enumerate(batches, start=1):
                 if not self._resume.is_set():
@@ -180,19 +213,21 @@ class Trainer:
                 with amp:
                     out = model(xb)  # (B, 10)
                     loss = F.cross_entropy(out, yb)  # autocast computes it in float32
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss.backward()
                 if self.probe:
                     self.probe.after_backward(step + 1, model)
                 opt.step()
                 step, seen = step + 1, seen + len(yb)
-                with torch.no_grad():
-                    loss_sum += loss.detach() * len(yb)
-                    window += loss.detach()
-                    correct += (out.argmax(1) == yb).sum()
+                losses.append(loss.detach())
+                preds.append(out.argmax(1))
+                labels.append(yb)
                 if i % self.log_every == 0 or i == steps_per_epoch:
-                    entry = (step, window.item() / (i % self.log_every or self.log_every))  # .item(): a GPU sync point
-                    window.zero_()
+                    window = torch.stack(losses).tolist()  # one transfer per window: a GPU sync point
+                    loss_sum += sum(v * len(y) for v, y in zip(window, labels))
+                    correct += int((torch.cat(preds) == torch.cat(labels)).sum())
+                    losses, preds, labels = [], [], []
+                    entry = (step, sum(window) / len(window))
                     step_losses.append(entry)
                     busy = time.perf_counter() - t0 - paused
                     self._publish(step=step, epoch_step=i, step_losses=tuple(step_losses), elapsed=elapsed + busy,
@@ -204,7 +239,7 @@ class Trainer:
             test_loss, test_acc = evaluate(model, test_x, test_y)
             seconds = time.perf_counter() - t0 - paused
             elapsed += seconds
-            history.append(EpochMetrics(epoch, loss_sum.item() / seen, correct.item() / seen, test_loss, test_acc, seconds))
+            history.append(EpochMetrics(epoch, loss_sum / seen, correct / seen, test_loss, test_acc, seconds))
             snap = self._publish(epoch=epoch, step=step, epoch_step=0, history=tuple(history),
                                  elapsed=elapsed)
             if self.listener:

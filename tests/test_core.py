@@ -126,14 +126,39 @@ def test_trainer_matches_a_plain_pytorch_loop(data_dir):
     model = build_model(cfg)  # same seed: the trainer's initial weights
     plain = nn.Sequential(nn.Flatten(), *[layer for block in model.blocks for layer in block], model.out)
     opt, criterion = torch.optim.Adam(plain.parameters(), lr=cfg.lr), nn.CrossEntropyLoss()
-    data, losses = load_dataset("mnist", data_dir), []
+    data, losses, correct = load_dataset("mnist", data_dir), [], 0
     for xb, yb in iterate_batches(data.train_x, data.train_y, 64, torch.Generator().manual_seed(cfg.seed), 40):
-        loss = criterion(plain(xb), yb)
+        out = plain(xb)
+        loss = criterion(out, yb)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        correct += (out.argmax(1) == yb).sum().item()
     assert [loss for _, loss in t.snapshot.step_losses] == pytest.approx(losses, rel=1e-4)
+    epoch = t.snapshot.history[0]  # 40 full batches of 64
+    assert epoch.train_loss == pytest.approx(sum(losses) / len(losses), rel=1e-4)
+    assert epoch.train_acc == correct / (40 * 64)
+
+
+def test_fused_adam_equals_torch_adam_bit_for_bit():
+    """FusedAdam is torch.optim.Adam(fused=True) without its bookkeeping: the same weights after many steps, BN included."""
+    import torch.nn.functional as F
+
+    from core.training import FusedAdam
+
+    a, b = build_model(TrainConfig(batch_norm=True, seed=2)), build_model(TrainConfig(batch_norm=True, seed=2))
+    ours, theirs = FusedAdam(a.parameters(), lr=1e-3), torch.optim.Adam(b.parameters(), lr=1e-3, fused=True)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        x, y = torch.randn(16, 784, generator=g), torch.randint(0, 10, (16,), generator=g)
+        for model, opt in ((a, ours), (b, theirs)):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(p, q), name
+    assert not torch.equal(a.out.weight, build_model(TrainConfig(batch_norm=True, seed=2)).out.weight)  # it moved
 
 
 def test_precision_auto_resolves_and_old_configs_read_as_fp32(monkeypatch):
