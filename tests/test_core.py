@@ -68,6 +68,20 @@ def test_batches_are_seeded(data_dir):
     assert len(list(iterate_batches(d.train_x, d.train_y, 64, None, max_batches=5))) == 5
 
 
+def test_batches_are_the_seeded_permutation_sliced_in_order(data_dir):
+    """Chunked normalisation changes nothing: batch b is rows order[b*B:(b+1)*B], normalised, for any B."""
+    d = load_dataset("mnist", data_dir)
+    x, y = d.test_x[:3000], d.test_y[:3000]
+    for bs, max_batches in ((64, None), (100, None), (7, 300), (1000, None), (3000, None)):
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(4))
+        got = list(iterate_batches(x, y, bs, torch.Generator().manual_seed(4), max_batches))
+        assert len(got) == (max_batches or -(-len(x) // bs))
+        for b, (xb, yb) in enumerate(got):
+            idx = order[b * bs:(b + 1) * bs]
+            assert torch.equal(xb, normalize(x[idx])) and torch.equal(yb, y[idx]), (bs, b)
+    assert sum(len(yb) for _, yb in iterate_batches(x, y, 64)) == 3000  # unshuffled: every row once
+
+
 def test_offline_missing_data_message(tmp_path, monkeypatch):
     import torchvision.datasets.mnist as m
 
