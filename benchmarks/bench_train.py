@@ -148,11 +148,49 @@ def bare_loop(bn: bool, epochs: int, seed: int, data_dir: str) -> list[float]:
     return times
 
 
+def reference_loop(bn: bool, epochs: int, seed: int, data_dir: str) -> dict:
+    """The course's recipe as a PyTorch user would write it, defect fixed (logits to the loss), seeded the usual
+    way: torch.manual_seed, nn.Sequential with PyTorch's default init and a Xavier output layer, torch.randperm
+    shuffling, Adam 0.001, batch 64, float32. The same recipe as the trainer, other random numbers: its test
+    accuracy is the yardstick for the trainer's."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from core.data import load_dataset, normalize
+    from core.training import evaluate
+
+    torch.set_flush_denormal(True)
+    data = load_dataset("mnist", data_dir)
+    torch.manual_seed(seed)
+    layers, d = [], 784
+    for h in (512, 256, 128, 32):
+        layers += [nn.Linear(d, h)] + ([nn.BatchNorm1d(h)] if bn else []) + [nn.ReLU()]
+        d = h
+    out = nn.Linear(d, 10)
+    nn.init.xavier_uniform_(out.weight)
+    model = nn.Sequential(*layers, out)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    accs = []
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(len(data.train_y))
+        for i in range(0, len(perm), 64):
+            idx = perm[i:i + 64]
+            loss = F.cross_entropy(model(normalize(data.train_x[idx])), data.train_y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        accs.append(evaluate(model, data.test_x, data.test_y)[1])
+    return {"acc": accs}
+
+
 def run_case(case: str, bn: bool, epochs: int, seed: int, data_dir: str) -> dict:
     if case == "original":
         return {"times": original_pipeline(bn, epochs, seed, data_dir)}
     if case == "bare":
         return {"times": bare_loop(bn, epochs, seed, data_dir)}
+    if case == "reference":
+        return reference_loop(bn, epochs, seed, data_dir)
     if case == "twins":
         return twin_pair(epochs, seed, data_dir)
     return project_trainer(bn, epochs, seed, data_dir, poll=(case == "polled"), probe=(case == "probed"),
@@ -243,8 +281,10 @@ def speed(data_dir: str, speed_epochs: int, auto: str, rounds: int) -> None:
 
 
 def accuracy(data_dir: str, acc_epochs: int, seeds: int, auto: str) -> None:
-    print(f"\n## Accuracy: final test accuracy after {acc_epochs} epochs, seeds 0..{seeds - 1} (project trainer)")
-    for case, arith in [("trainer", auto)] + ([("trainer-fp32", "fp32")] if auto != "fp32" else []):
+    print(f"\n## Accuracy: final test accuracy after {acc_epochs} epochs, seeds 0..{seeds - 1}: the project trainer, "
+          "and a plain PyTorch loop of the same recipe seeded with torch.manual_seed (float32) as the yardstick")
+    cases = [("trainer", auto)] + ([("trainer-fp32", "fp32")] if auto != "fp32" else []) + [("reference", "plain loop")]
+    for case, arith in cases:
         for bn in (False, True):
             accs = [spawn(case, bn, acc_epochs, s, data_dir)["acc"][-1] for s in range(seeds)]
             print(f"{'BN   ' if bn else 'no-BN'} {arith}: {mean_sd(accs)}  (each: {', '.join(f'{x:.2%}' for x in accs)})")
