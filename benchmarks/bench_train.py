@@ -148,11 +148,12 @@ def bare_loop(bn: bool, epochs: int, seed: int, data_dir: str) -> list[float]:
     return times
 
 
-def reference_loop(bn: bool, epochs: int, seed: int, data_dir: str) -> dict:
+def reference_loop(bn: bool, epochs: int, seed: int, data_dir: str, fused: bool = False) -> dict:
     """The course's recipe as a PyTorch user would write it, defect fixed (logits to the loss), seeded the usual
     way: torch.manual_seed, nn.Sequential with PyTorch's default init and a Xavier output layer, torch.randperm
     shuffling, Adam 0.001, batch 64, float32. The same recipe as the trainer, other random numbers: its test
-    accuracy is the yardstick for the trainer's."""
+    accuracy is the yardstick for the trainer's. `fused` switches Adam to its fused kernel, which computes the
+    same update with different rounding: how far that alone moves the result shows the size of the noise."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -169,7 +170,7 @@ def reference_loop(bn: bool, epochs: int, seed: int, data_dir: str) -> dict:
     out = nn.Linear(d, 10)
     nn.init.xavier_uniform_(out.weight)
     model = nn.Sequential(*layers, out)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused)
     accs = []
     for _ in range(epochs):
         model.train()
@@ -189,8 +190,8 @@ def run_case(case: str, bn: bool, epochs: int, seed: int, data_dir: str) -> dict
         return {"times": original_pipeline(bn, epochs, seed, data_dir)}
     if case == "bare":
         return {"times": bare_loop(bn, epochs, seed, data_dir)}
-    if case == "reference":
-        return reference_loop(bn, epochs, seed, data_dir)
+    if case in ("reference", "reference-fused"):
+        return reference_loop(bn, epochs, seed, data_dir, fused=case == "reference-fused")
     if case == "twins":
         return twin_pair(epochs, seed, data_dir)
     return project_trainer(bn, epochs, seed, data_dir, poll=(case == "polled"), probe=(case == "probed"),
@@ -283,7 +284,8 @@ def speed(data_dir: str, speed_epochs: int, auto: str, rounds: int) -> None:
 def accuracy(data_dir: str, acc_epochs: int, seeds: int, auto: str) -> None:
     print(f"\n## Accuracy: final test accuracy after {acc_epochs} epochs, seeds 0..{seeds - 1}: the project trainer, "
           "and a plain PyTorch loop of the same recipe seeded with torch.manual_seed (float32) as the yardstick")
-    cases = [("trainer", auto)] + ([("trainer-fp32", "fp32")] if auto != "fp32" else []) + [("reference", "plain loop")]
+    cases = [("trainer", auto)] + ([("trainer-fp32", "fp32")] if auto != "fp32" else []) + [
+        ("reference", "plain loop"), ("reference-fused", "plain loop, fused Adam")]
     for case, arith in cases:
         for bn in (False, True):
             accs = [spawn(case, bn, acc_epochs, s, data_dir)["acc"][-1] for s in range(seeds)]
