@@ -25,6 +25,20 @@ sys.path.insert(0, str(ROOT))
 
 
 # --- one case, inside its own process --------------------------------------------------
+def course_network(bn: bool, softmax: bool):
+    """The course's network as nn.Sequential (PyTorch's default init, Xavier-uniform output layer),
+    optionally ending in the original code's nn.Softmax."""
+    from torch import nn
+
+    layers, d = [], 784
+    for h in (512, 256, 128, 32):
+        layers += [nn.Linear(d, h)] + ([nn.BatchNorm1d(h)] if bn else []) + [nn.ReLU()]
+        d = h
+    out = nn.Linear(d, 10)
+    nn.init.xavier_uniform_(out.weight)
+    return nn.Sequential(nn.Flatten(), *layers, out, *([nn.Softmax(dim=1)] if softmax else []))
+
+
 def original_pipeline(bn: bool, epochs: int, seed: int, data_dir: str) -> list[float]:
     """The course's code: DataLoader over datasets.MNIST with ToTensor + Normalize, softmax inside the model."""
     import torch
@@ -35,13 +49,7 @@ def original_pipeline(bn: bool, epochs: int, seed: int, data_dir: str) -> list[f
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
     train_loader = torch.utils.data.DataLoader(datasets.MNIST(data_dir, train=True, download=True, transform=tf), batch_size=64, shuffle=True)
     test_loader = torch.utils.data.DataLoader(datasets.MNIST(data_dir, train=False, transform=tf), batch_size=64, shuffle=False)
-    layers, d = [nn.Flatten()], 784
-    for h in (512, 256, 128, 32):
-        layers += [nn.Linear(d, h)] + ([nn.BatchNorm1d(h)] if bn else []) + [nn.ReLU()]
-        d = h
-    out = nn.Linear(d, 10)
-    nn.init.xavier_uniform_(out.weight)
-    model = nn.Sequential(*layers, out, nn.Softmax(dim=1))
+    model = course_network(bn, softmax=True)
     criterion, opt = nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=0.001)
     times = []
     for _ in range(epochs):
@@ -156,20 +164,13 @@ def reference_loop(bn: bool, epochs: int, seed: int, data_dir: str, fused: bool 
     same update with different rounding: how far that alone moves the result shows the size of the noise."""
     import torch
     import torch.nn.functional as F
-    from torch import nn
     from core.data import load_dataset, normalize
     from core.training import evaluate
 
     torch.set_flush_denormal(True)
     data = load_dataset("mnist", data_dir)
     torch.manual_seed(seed)
-    layers, d = [], 784
-    for h in (512, 256, 128, 32):
-        layers += [nn.Linear(d, h)] + ([nn.BatchNorm1d(h)] if bn else []) + [nn.ReLU()]
-        d = h
-    out = nn.Linear(d, 10)
-    nn.init.xavier_uniform_(out.weight)
-    model = nn.Sequential(*layers, out)
+    model = course_network(bn, softmax=False)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused)
     accs = []
     for _ in range(epochs):

@@ -145,5 +145,6 @@ else:
     if confusions:
         st.caption("Confused: " + ", ".join(f"{t} read as {p} ({c}x)" for (t, p), c in sorted(confusions.items(), key=lambda kv: -kv[1])))
     st.dataframe(rows, hide_index=True)
-    st.download_button("Export my drawings (zip)", DrawingStore().export_zip,  # zipped only when clicked file_name="my-drawings.zip",
+    st.download_button("Export my drawings (zip)", DrawingStore().export_zip,  # zipped only when clicked
+                       file_name="my-drawings.zip",
                        mime="application/zip", key="draw_export")

@@ -58,7 +58,8 @@ if c1.button("Rename", key=K.RUNS_RENAME):
         st.rerun()
     except ValueError as e:
         st.error(str(e))
-c2.download_button("Download (zip)", lambda: store.export_zip(run_id),  # built only when clicked file_name=f"run-{run_id}.zip",
+c2.download_button("Download (zip)", lambda: store.export_zip(run_id),  # built only when clicked
+                   file_name=f"run-{run_id}.zip",
                    mime="application/zip", key="runs_download",
                    help="config.json, metrics.csv and weights.safetensors in one archive")
 if info.live:

@@ -92,8 +92,11 @@ def show_snapshot(snap: RunSnapshot) -> None:
         st.error(f"This run failed: {snap.error}")
     elif snap.error:
         st.warning(snap.error)
-    cur = min(snap.epoch + 1, snap.epochs) if snap.live else snap.epoch
-    st.progress(snap.epoch_progress, text=f"Epoch {cur}/{snap.epochs}: step {snap.epoch_step}/{snap.steps_per_epoch}")
+    if snap.live:
+        epoch_text = f"Epoch {min(snap.epoch + 1, snap.epochs)}/{snap.epochs}: step {snap.epoch_step}/{snap.steps_per_epoch}"
+    else:  # an ended run has no current step (and one read from disk never had one)
+        epoch_text = f"{snap.epoch} of {snap.epochs} epochs completed"
+    st.progress(snap.epoch_progress, text=epoch_text)
     st.progress(snap.run_progress, text=f"Whole run: {snap.run_progress:.0%}")
     m = st.columns(5)
     m[0].metric("Status", snap.status)

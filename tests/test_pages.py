@@ -68,6 +68,7 @@ def test_start_tiny_run_and_see_final_numbers(app):
     shown = texts(app)
     assert "finished" in shown and f"{final.test_acc:.2%}" in shown
     assert len(app.get("plotly_chart")) == 2
+    assert "2 of 2 epochs completed" in [p.proto.text for p in app.get("progress")]
 
 
 def test_duplicate_start_is_refused_then_confirmed(app):
@@ -159,3 +160,18 @@ def test_evaluation_report_is_consistent(data_dir, tmp_path):
     assert rep.accuracy == pytest.approx(store.get(run.id).snapshot.final.test_acc)
     losses = [m.loss for m in rep.mistakes]
     assert losses == sorted(losses, reverse=True) and all(m.true != m.predicted for m in rep.mistakes)
+
+
+def test_every_download_button_names_its_file():
+    """A download without file_name reaches the browser under a generic name; check every call in pages/."""
+    import ast
+    from pathlib import Path
+
+    calls = []
+    for page in sorted(Path(__file__).resolve().parent.parent.glob("pages/*.py")):
+        for node in ast.walk(ast.parse(page.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "download_button":
+                calls.append((page.name, node.lineno, {k.arg for k in node.keywords}))
+    assert len(calls) >= 2  # the run zip and the drawings zip
+    for name, line, kwargs in calls:
+        assert "file_name" in kwargs, f"{name}:{line}"
