@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 def train_epochs(epochs: int, data_dir: str, batch_norm: bool, flush: bool) -> dict:
     import torch
     import torch.nn.functional as F
-    from core.config import TrainConfig
-    from core.data import iterate_batches, load_dataset
-    from core.models import build_model
+    from core.engine.config import TrainConfig
+    from core.engine.data import iterate_batches, load_dataset
+    from core.engine.models import build_model
 
     torch.set_flush_denormal(flush)  # per thread: set where the training runs
     data = load_dataset("mnist", data_dir)
@@ -65,12 +65,12 @@ def run_case(case: str, epochs: int, data_dir: str) -> dict:
     if case.startswith("main-thread"):
         import pandas, plotly.graph_objects, streamlit  # noqa: F401 - the dashboard's heap, for every thread case
     if case == "main-thread-loaded-data":
-        from core.data import load_dataset
+        from core.engine.data import load_dataset
         load_dataset("mnist", data_dir)  # the worker then finds it in the per-process cache
     if case == "main-thread-used":
         import torch
-        from core.config import TrainConfig
-        from core.models import build_model
+        from core.engine.config import TrainConfig
+        from core.engine.models import build_model
         build_model(TrainConfig())(torch.zeros(64, 784))  # one forward pass in the main thread
     out: dict = {}
     worker = threading.Thread(target=lambda: out.update(train_epochs(epochs, data_dir, False, True)))

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.config import TrainConfig  # noqa: E402
-from core.data import iterate_batches, load_dataset  # noqa: E402
-from core.models import build_model  # noqa: E402
-from core.training import FusedAdam  # noqa: E402
+from core.engine.config import TrainConfig  # noqa: E402
+from core.engine.data import iterate_batches, load_dataset  # noqa: E402
+from core.engine.models import build_model  # noqa: E402
+from core.engine.trainer import FusedAdam  # noqa: E402
 
 
 def per_call(fn, n: int) -> float:

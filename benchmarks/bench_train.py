@@ -84,10 +84,10 @@ def project_trainer(bn: bool, epochs: int, seed: int, data_dir: str, poll: bool 
     """This project's Trainer with its run store (snapshots + persistence), optionally polled like the page
     or recording the BatchNorm lab's probe. Also returns the seconds spent in each of those, measured
     inside the same run: a ratio that does not depend on how busy the machine was."""
-    from core.bnlab import BNProbe
-    from core.config import TrainConfig
-    from core.runs import RunStore, _Persist
-    from core.training import Trainer
+    from core.lessons.batchnorm import BNProbe
+    from core.engine.config import TrainConfig
+    from core.store.runs import RunStore, _Persist
+    from core.engine.trainer import Trainer
 
     spent: dict[str, float] = {}
     time_methods(Trainer, ["_publish"], spent, "snapshots")
@@ -132,10 +132,10 @@ def bare_loop(bn: bool, epochs: int, seed: int, data_dir: str) -> list[float]:
     """The same training and evaluation as the trainer, with no snapshots, no thread and no persistence."""
     import torch
     import torch.nn.functional as F
-    from core.config import TrainConfig
-    from core.data import iterate_batches, load_dataset
-    from core.models import build_model
-    from core.training import evaluate
+    from core.engine.config import TrainConfig
+    from core.engine.data import iterate_batches, load_dataset
+    from core.engine.models import build_model
+    from core.engine.trainer import evaluate
 
     torch.set_flush_denormal(True)
     data = load_dataset("mnist", data_dir)
@@ -164,8 +164,8 @@ def reference_loop(bn: bool, epochs: int, seed: int, data_dir: str, fused: bool 
     same update with different rounding: how far that alone moves the result shows the size of the noise."""
     import torch
     import torch.nn.functional as F
-    from core.data import load_dataset, normalize
-    from core.training import evaluate
+    from core.engine.data import load_dataset, normalize
+    from core.engine.trainer import evaluate
 
     torch.set_flush_denormal(True)
     data = load_dataset("mnist", data_dir)
@@ -201,9 +201,9 @@ def run_case(case: str, bn: bool, epochs: int, seed: int, data_dir: str) -> dict
 
 def twin_pair(epochs: int, seed: int, data_dir: str) -> dict:
     """Wall time of the BatchNorm lab's twin pair (BN then no-BN, with probes), from click to both finished."""
-    from core.bnlab import group_runs, start_twins
-    from core.config import TrainConfig
-    from core.runs import RunStore
+    from core.lessons.batchnorm import group_runs, start_twins
+    from core.engine.config import TrainConfig
+    from core.store.runs import RunStore
 
     with tempfile.TemporaryDirectory() as runs:
         store = RunStore(runs, data_dir)
@@ -315,7 +315,7 @@ def main() -> None:
     acc_epochs = a.acc_epochs or (2 if a.quick else 10)
     seeds = a.seeds or (1 if a.quick else 3)
     import torch
-    from core.config import resolve_precision
+    from core.engine.config import resolve_precision
 
     auto = resolve_precision("auto")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device of the trainer: "

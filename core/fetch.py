@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from core.data import DataUnavailableError, load_dataset, resolve_data_dir
+from core.engine.data import DataUnavailableError, load_dataset, resolve_data_dir
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,9 +12,9 @@ from dataclasses import asdict
 
 from tqdm import tqdm
 
-from core.config import DATASETS, PRECISIONS, TrainConfig, parse_hidden
-from core.runs import RunStore
-from core.snapshot import EpochMetrics
+from core.engine.config import DATASETS, PRECISIONS, TrainConfig, parse_hidden
+from core.store.runs import RunStore
+from core.engine.snapshot import EpochMetrics
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -2,11 +2,11 @@
 import streamlit as st
 
 from core import TrainConfig, WeightsError
-from core.bnlab import (LR_SWEEP, bn_parameters, group_runs, noise_verdict, seconds_per_step, start_lr_sweep,
+from core.lessons.batchnorm import (LR_SWEEP, bn_parameters, group_runs, noise_verdict, seconds_per_step, start_lr_sweep,
                         start_twins, summarize_arm, train_vs_eval)
-from core.data import TRAIN_SIZE, num_batches
+from core.engine.data import TRAIN_SIZE, num_batches
 from ui import keys as K
-from ui.boot import require_navigation
+from ui.navigation import require_navigation
 from ui.figures import arm_band_figure, bar_figure, line_figure, percentile_figure
 from ui.registry import get_store
 

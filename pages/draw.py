@@ -2,11 +2,11 @@
 import streamlit as st
 
 from core import TrainConfig, WeightsError
-from core.drawings import DrawingStore
-from core.predict import predict_digit, saliency_map
-from core.preprocess import preprocess, to_model_input
+from core.drawing.collection import DrawingStore
+from core.drawing.predict import predict_digit, saliency_map
+from core.drawing.preprocess import preprocess, to_model_input
 from ui import keys as K
-from ui.boot import require_navigation
+from ui.navigation import require_navigation
 from ui.figures import bar_figure, saliency_overlay
 from ui.registry import get_store
 

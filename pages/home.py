@@ -1,5 +1,5 @@
 import streamlit as st
-from ui.boot import require_navigation
+from ui.navigation import require_navigation
 
 require_navigation()
 

@@ -2,12 +2,12 @@
 import streamlit as st
 
 from core import WeightsError
-from core.data import DataUnavailableError
-from core.evaluation import EvalReport, evaluate_model
+from core.engine.data import DataUnavailableError
+from core.lessons.evaluation import EvalReport, evaluate_model
 from ui import keys as K
 from ui.figures import accuracy_figure, bar_figure, confusion_figure, loss_figure
 from ui.registry import get_store, run_label
-from ui.boot import require_navigation
+from ui.navigation import require_navigation
 
 require_navigation()
 

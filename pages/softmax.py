@@ -3,13 +3,13 @@ import numpy as np
 import streamlit as st
 
 from core import TrainConfig
-from core.data import DataUnavailableError
-from core.experiments import regression_vs_softmax
-from core.softmax import (WORKED_CLASSES, WORKED_PROBS, autograd_bce, autograd_softmax_ce, binary_comparison,
+from core.engine.data import DataUnavailableError
+from core.lessons.softmax_experiments import regression_vs_softmax
+from core.lessons.softmax import (WORKED_CLASSES, WORKED_PROBS, autograd_bce, autograd_softmax_ce, binary_comparison,
                           confidence_sweep, double_softmax_floor, logits_for_probs, ordinal_vs_onehot_losses,
                           softmax_cross_entropy)
 from ui import keys as K
-from ui.boot import require_navigation
+from ui.navigation import require_navigation
 from ui.figures import accuracy_figure, bar_figure, line_figure, loss_figure
 from ui.registry import get_store
 

@@ -2,12 +2,12 @@
 import streamlit as st
 
 from core import DATASETS, DuplicateRunError, TrainConfig, parse_hidden
-from core.config import PRECISIONS, resolve_precision
-from core.snapshot import RunSnapshot
+from core.engine.config import PRECISIONS, resolve_precision
+from core.engine.snapshot import RunSnapshot
 from ui import keys as K
 from ui.figures import accuracy_figure, loss_figure
 from ui.registry import get_store, run_label
-from ui.boot import require_navigation
+from ui.navigation import require_navigation
 
 require_navigation()
 

@@ -17,7 +17,7 @@ def data_dir() -> str:
 
 @pytest.fixture
 def store(tmp_path, data_dir):
-    from core.runs import RunStore
+    from core.store.runs import RunStore
 
     s = RunStore(tmp_path / "runs", data_dir)
     yield s

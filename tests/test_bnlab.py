@@ -7,9 +7,9 @@ from streamlit.testing.v1 import AppTest
 from torch.nn import functional as F
 
 from core import TrainConfig
-from core.bnlab import (BNProbe, ArmSummary, group_runs, noise_verdict, start_twins, summarize_arm, train_vs_eval)
-from core.data import iterate_batches, load_dataset
-from core.models import build_model
+from core.lessons.batchnorm import (BNProbe, ArmSummary, group_runs, noise_verdict, start_twins, summarize_arm, train_vs_eval)
+from core.engine.data import iterate_batches, load_dataset
+from core.engine.models import build_model
 from ui import keys as K
 
 TINY = TrainConfig(epochs=2, max_batches=30)

@@ -9,11 +9,11 @@ import time
 import pytest
 import torch
 
-from core.config import TrainConfig, parse_hidden
-from core.data import DataUnavailableError, iterate_batches, load_dataset, normalize
-from core.models import build_model
-from core.runs import RunStore, WeightsError, load_weights
-from core.training import Trainer, evaluate
+from core.engine.config import TrainConfig, parse_hidden
+from core.engine.data import DataUnavailableError, iterate_batches, load_dataset, normalize
+from core.engine.models import build_model
+from core.store.runs import RunStore, WeightsError, load_weights
+from core.engine.trainer import Trainer, evaluate
 
 TINY = dict(max_batches=20, epochs=2, batch_size=64)
 
@@ -159,7 +159,7 @@ def test_fused_adam_equals_torch_adam_bit_for_bit():
     """FusedAdam is torch.optim.Adam(fused=True) without its bookkeeping: the same weights after many steps, BN included."""
     import torch.nn.functional as F
 
-    from core.training import FusedAdam
+    from core.engine.trainer import FusedAdam
 
     a, b = build_model(TrainConfig(batch_norm=True, seed=2)), build_model(TrainConfig(batch_norm=True, seed=2))
     ours, theirs = FusedAdam(a.parameters(), lr=1e-3), torch.optim.Adam(b.parameters(), lr=1e-3, fused=True)
@@ -176,11 +176,11 @@ def test_fused_adam_equals_torch_adam_bit_for_bit():
 
 
 def test_precision_auto_resolves_and_old_configs_read_as_fp32(monkeypatch):
-    import core.config
+    import core.engine.config
 
-    monkeypatch.setattr(core.config, "native_bf16", lambda: True)
+    monkeypatch.setattr(core.engine.config, "native_bf16", lambda: True)
     assert TrainConfig().precision == ("fp32" if torch.cuda.is_available() else "bf16")
-    monkeypatch.setattr(core.config, "native_bf16", lambda: False)
+    monkeypatch.setattr(core.engine.config, "native_bf16", lambda: False)
     assert TrainConfig().precision == "fp32" and TrainConfig(precision="bf16").precision == "bf16"
     assert "bf16" in TrainConfig(precision="bf16").label() and "bf16" not in TrainConfig(precision="fp32").label()
     old = TrainConfig(precision="fp32").to_dict()
@@ -273,7 +273,7 @@ def test_snapshots_readable_while_training(data_dir):
 
 
 def test_failure_becomes_status(tmp_path, monkeypatch):
-    import core.training as tr
+    import core.engine.trainer as tr
 
     def boom(*a, **k):
         raise RuntimeError("disk on fire")
@@ -308,7 +308,7 @@ def test_store_persists_and_reloads(store, data_dir):
 
 
 def test_duplicate_live_run_refused(store):
-    from core.runs import DuplicateRunError
+    from core.store.runs import DuplicateRunError
     cfg = TrainConfig(epochs=50)
     run = store.start(cfg)
     with pytest.raises(DuplicateRunError):
@@ -349,7 +349,7 @@ def test_truncated_or_foreign_weights(store, tmp_path):
 
 
 def test_import_core_does_not_import_streamlit():
-    code = "import sys, core, core.train, core.runs; assert 'streamlit' not in sys.modules"
+    code = "import sys, core, core.train, core.store.runs; assert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__('pathlib').Path(__file__).parent.parent))
 
 

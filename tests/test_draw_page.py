@@ -45,15 +45,15 @@ def test_blank_then_drawn_digit_and_save(draw):
     at.number_input(key=K.DRAW_LABEL).set_value(7)
     at.button(key=K.DRAW_SAVE).click().run()
     assert "100.0%" in " ".join(m.value for m in at.metric)
-    from core.drawings import DrawingStore
+    from core.drawing.collection import DrawingStore
     (saved,) = DrawingStore().list()
     assert saved.label == 7 and saved.input28().shape == (28, 28)
 
 
 def test_bn_model_classifies_single_image_in_eval_mode(data_dir, tmp_path):
-    from core.predict import predict_digit, saliency_map
-    from core.preprocess import preprocess
-    from core.runs import RunStore
+    from core.drawing.predict import predict_digit, saliency_map
+    from core.drawing.preprocess import preprocess
+    from core.store.runs import RunStore
     store = RunStore(tmp_path, data_dir)
     run = store.start(TrainConfig(batch_norm=True, epochs=1, max_batches=300))
     store.trainer(run.id).join(120)

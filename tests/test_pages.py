@@ -106,7 +106,7 @@ def test_pause_resume_stop_buttons(app):
 
 def test_failed_run_shows_its_message(app, tmp_path, monkeypatch):
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "no-data"))
-    import core.data as data
+    import core.engine.data as data
     monkeypatch.setattr(data, "_load", lambda name, root, download: (_ for _ in ()).throw(
         data.DataUnavailableError(f"The mnist dataset is not available in {root}")))
     from ui.registry import get_store
@@ -150,8 +150,8 @@ def test_runs_page_overlay_rename_delete_and_evaluate(app, data_dir):
 
 
 def test_evaluation_report_is_consistent(data_dir, tmp_path):
-    from core.evaluation import evaluate_model
-    from core.runs import RunStore
+    from core.lessons.evaluation import evaluate_model
+    from core.store.runs import RunStore
     store = RunStore(tmp_path, data_dir)
     run = store.start(TrainConfig(epochs=1, max_batches=40, batch_norm=True))
     store.trainer(run.id).join(60)

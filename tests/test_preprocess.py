@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from core.preprocess import center_of_mass, preprocess
+from core.drawing.preprocess import center_of_mass, preprocess
 
 
 def canvas(strokes, width=18, size=280, opaque=False):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.softmax import (autograd_bce, autograd_softmax_ce, binary_comparison, confidence_sweep, double_softmax_floor,
+from core.lessons.softmax import (autograd_bce, autograd_softmax_ce, binary_comparison, confidence_sweep, double_softmax_floor,
                           logits_for_probs, ordinal_vs_onehot_losses, sigmoid, softmax, softmax_cross_entropy)
 
 

@@ -42,7 +42,7 @@ def test_binary_panel(page):
 
 
 def test_labels_panel_and_live_experiment(page, monkeypatch):
-    import core.experiments as ex
+    import core.lessons.softmax_experiments as ex
     calls = {}
     real = ex.regression_vs_softmax
 

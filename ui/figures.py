@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from core.snapshot import RunSnapshot
+from core.engine.snapshot import RunSnapshot
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 Labeled = Sequence[tuple[str, RunSnapshot]]

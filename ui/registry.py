@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.runs import RunInfo, RunStore
+from core.store.runs import RunInfo, RunStore
 
 
 @st.cache_resource

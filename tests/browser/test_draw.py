@@ -58,9 +58,9 @@ new MutationObserver((records) => {
 
 def core_ms(runs_dir, data_dir) -> float:
     """Median time of preprocess + predict_digit on a 280x280 drawing with the model the page uses."""
-    from core.predict import predict_digit
-    from core.preprocess import preprocess
-    from core.runs import RunStore
+    from core.drawing.predict import predict_digit
+    from core.drawing.preprocess import preprocess
+    from core.store.runs import RunStore
     from tests.test_preprocess import SEVEN, canvas
 
     store = RunStore(runs_dir, data_dir)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from core.data import MEAN, STD
+from core.engine.data import MEAN, STD
 
 INK_THRESHOLD = 8  # 0..255: fainter pixels are anti-aliasing dust, not ink
 FIT = 20  # MNIST scaled each digit's longer side to 20 px inside the 28x28 field

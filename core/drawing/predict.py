@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.models import MLP
+from core.engine.models import MLP
 
 LOW_CONFIDENCE = 0.6  # below this top-1 probability the page warns that the drawing is unlike a digit
 

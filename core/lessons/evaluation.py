@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from core.data import CLASS_NAMES, load_dataset, normalize
-from core.models import MLP
+from core.engine.data import CLASS_NAMES, load_dataset, normalize
+from core.engine.models import MLP
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.runs import atomic_write_bytes
+from core.store.runs import atomic_write_bytes
 
 _NAME = re.compile(r"^(?P<id>\d{8}-\d{6}-[0-9a-f]{6})-digit(?P<label>\d)\.png$")
 

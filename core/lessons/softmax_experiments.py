@@ -6,9 +6,9 @@ import time
 import torch
 from torch.nn import functional as F
 
-from core.data import iterate_batches, load_dataset
-from core.models import MLP, init_weights
-from core.training import default_device
+from core.engine.data import iterate_batches, load_dataset
+from core.engine.models import MLP, init_weights
+from core.engine.trainer import default_device
 
 
 def regression_vs_softmax(data_dir: str | None = None, n_train: int = 12000, epochs: int = 3,

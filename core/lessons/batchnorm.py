@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.config import TrainConfig
-from core.data import load_dataset, normalize
-from core.models import MLP
-from core.runs import RunInfo, RunStore
-from core.snapshot import RunSnapshot
+from core.engine.config import TrainConfig
+from core.engine.data import load_dataset, normalize
+from core.engine.models import MLP
+from core.store.runs import RunInfo, RunStore
+from core.engine.snapshot import RunSnapshot
 
 QUANTILES = (0.15, 0.50, 0.85)  # as in Ioffe & Szegedy (2015), figure 1
 MAX_QUANTILE_ELEMENTS = 1 << 20  # torch.quantile refuses huge inputs; a strided sample is plenty

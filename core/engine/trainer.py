@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from core.config import TrainConfig
-from core.data import Dataset, iterate_batches, load_dataset, num_batches
-from core.models import MLP, build_model
-from core.snapshot import EpochMetrics, RunSnapshot
+from core.engine.config import TrainConfig
+from core.engine.data import Dataset, iterate_batches, load_dataset, num_batches
+from core.engine.models import MLP, build_model
+from core.engine.snapshot import EpochMetrics, RunSnapshot
 
 EVAL_BATCH = 1000  # evaluation batch size: eval mode makes the result independent of it
 

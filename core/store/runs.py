@@ -26,11 +26,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from core.config import TrainConfig
-from core.data import TRAIN_SIZE, num_batches
-from core.models import MLP
-from core.snapshot import LIVE_STATUSES, EpochMetrics, RunSnapshot
-from core.training import Trainer
+from core.engine.config import TrainConfig
+from core.engine.data import TRAIN_SIZE, num_batches
+from core.engine.models import MLP
+from core.engine.snapshot import LIVE_STATUSES, EpochMetrics, RunSnapshot
+from core.engine.trainer import Trainer
 
 
 class WeightsError(RuntimeError):
@@ -65,7 +65,7 @@ def save_weights(model: MLP, path: Path, config: TrainConfig) -> None:
 
 def load_weights(path: Path, config: TrainConfig, device: torch.device | str = "cpu") -> MLP:
     """Build the model for `config` and load weights from a safetensors file (never unpickles)."""
-    from core.models import build_model
+    from core.engine.models import build_model
 
     if not Path(path).exists():
         raise WeightsError(f"No weights file at {path}: the run saved none yet (it saves at each epoch end).")

@@ -6,7 +6,7 @@ import math
 
 from torch import nn
 
-from core.config import TrainConfig
+from core.engine.config import TrainConfig
 
 INPUT_SIZE, NUM_CLASSES = 784, 10
 

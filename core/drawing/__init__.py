@@ -1,0 +1,1 @@
+"""The Draw page's computations: canvas preprocessing, prediction, the saved drawings."""

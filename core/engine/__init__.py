@@ -1,0 +1,1 @@
+"""The engine: run settings, datasets, the model, optimizers, the background trainer."""

@@ -1,0 +1,1 @@
+"""What the lessons compute: softmax maths, the BatchNorm lab, evaluation, tuning, frameworks."""

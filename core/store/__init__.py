@@ -1,0 +1,1 @@
+"""The run store: every run on disk and in memory."""
