@@ -1,5 +1,8 @@
 """Navigation only: every page in pages/ is listed here (st.navigation turns auto-discovery off)."""
+import core  # noqa: F401 - first: applies the CPU threading policy before anything loads torch (core/engine/cpu.py)
 import streamlit as st
+
+import ui  # noqa: F401 - makes direct page URLs work on a fresh server (ui/navigation.py)
 
 st.set_page_config(page_title="MNIST teaching dashboard", page_icon=":material/psychology:", layout="wide")
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from core.engine.config import TrainConfig  # noqa: E402
 from core.engine.data import iterate_batches, load_dataset  # noqa: E402
 from core.engine.models import build_model  # noqa: E402
-from core.engine.trainer import FusedAdam  # noqa: E402
+from core.engine.optimizers import FusedAdam  # noqa: E402
 
 
 def per_call(fn, n: int) -> float:

@@ -39,8 +39,10 @@ def course_network(bn: bool, softmax: bool):
     return nn.Sequential(nn.Flatten(), *layers, out, *([nn.Softmax(dim=1)] if softmax else []))
 
 
-def original_pipeline(bn: bool, epochs: int, seed: int, data_dir: str) -> list[float]:
+def original_pipeline(bn: bool, epochs: int, seed: int, data_dir: str, max_batches: int | None = None) -> list[float]:
     """The course's code: DataLoader over datasets.MNIST with ToTensor + Normalize, softmax inside the model."""
+    import itertools
+
     import torch
     from torch import nn
     from torchvision import datasets, transforms
@@ -55,7 +57,7 @@ def original_pipeline(bn: bool, epochs: int, seed: int, data_dir: str) -> list[f
     for _ in range(epochs):
         t0 = time.perf_counter()
         model.train()
-        for x, y in train_loader:
+        for x, y in itertools.islice(train_loader, max_batches):
             opt.zero_grad()
             loss = criterion(model(x), y)
             loss.backward()
@@ -80,7 +82,7 @@ def time_methods(cls, names: list[str], bucket: dict[str, float], key: str) -> N
 
 
 def project_trainer(bn: bool, epochs: int, seed: int, data_dir: str, poll: bool = False, probe: bool = False,
-                    precision: str = "auto") -> dict:
+                    precision: str = "auto", max_batches: int | None = None) -> dict:
     """This project's Trainer with its run store (snapshots + persistence), optionally polled like the page
     or recording the BatchNorm lab's probe. Also returns the seconds spent in each of those, measured
     inside the same run: a ratio that does not depend on how busy the machine was."""
@@ -99,7 +101,7 @@ def project_trainer(bn: bool, epochs: int, seed: int, data_dir: str, poll: bool 
     with tempfile.TemporaryDirectory() as runs:
         store = RunStore(runs, data_dir)
         t0 = time.perf_counter()
-        run = store.start(TrainConfig(batch_norm=bn, epochs=epochs, seed=seed, precision=precision),
+        run = store.start(TrainConfig(batch_norm=bn, epochs=epochs, seed=seed, precision=precision, max_batches=max_batches),
                           probe=BNProbe() if probe else None)
         trainer = store.trainer(run.id)
         if poll:
@@ -186,9 +188,9 @@ def reference_loop(bn: bool, epochs: int, seed: int, data_dir: str, fused: bool 
     return {"acc": accs}
 
 
-def run_case(case: str, bn: bool, epochs: int, seed: int, data_dir: str) -> dict:
+def run_case(case: str, bn: bool, epochs: int, seed: int, data_dir: str, max_batches: int | None = None) -> dict:
     if case == "original":
-        return {"times": original_pipeline(bn, epochs, seed, data_dir)}
+        return {"times": original_pipeline(bn, epochs, seed, data_dir, max_batches)}
     if case == "bare":
         return {"times": bare_loop(bn, epochs, seed, data_dir)}
     if case in ("reference", "reference-fused"):
@@ -196,7 +198,7 @@ def run_case(case: str, bn: bool, epochs: int, seed: int, data_dir: str) -> dict
     if case == "twins":
         return twin_pair(epochs, seed, data_dir)
     return project_trainer(bn, epochs, seed, data_dir, poll=(case == "polled"), probe=(case == "probed"),
-                           precision="fp32" if case == "trainer-fp32" else "auto")
+                           precision="fp32" if case == "trainer-fp32" else "auto", max_batches=max_batches)
 
 
 def twin_pair(epochs: int, seed: int, data_dir: str) -> dict:
@@ -307,9 +309,10 @@ def main() -> None:
     p.add_argument("--bn", action=argparse.BooleanOptionalAction, default=False, help=argparse.SUPPRESS)
     p.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--max-batches", type=int, default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.case:  # worker process
-        print(json.dumps(run_case(a.case, a.bn, a.epochs, a.seed, a.data_dir)))
+        print(json.dumps(run_case(a.case, a.bn, a.epochs, a.seed, a.data_dir, a.max_batches)))
         return
     speed_epochs = a.speed_epochs or (1 if a.quick else 2)
     acc_epochs = a.acc_epochs or (2 if a.quick else 10)

@@ -12,26 +12,17 @@ from dataclasses import asdict
 
 from tqdm import tqdm
 
-from core.engine.config import DATASETS, PRECISIONS, TrainConfig, parse_hidden
+from core.engine.config import add_config_arguments, config_from_args
+from core.engine.cpu import apply_thread_policy
 from core.store.runs import RunStore
 from core.engine.snapshot import EpochMetrics
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", default="mnist", choices=DATASETS)
-    p.add_argument("--bn", action=argparse.BooleanOptionalAction, default=False, help="BatchNorm after each hidden Linear")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--hidden", default="512,256,128,32", help="hidden sizes, comma separated")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--double-softmax", action="store_true", help="reproduce the course's defect (softmax before CrossEntropyLoss)")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="fp32, or bf16 mixed precision (autocast); auto: bf16 where the CPU has bf16 instructions")
+    add_config_arguments(p)
     p.add_argument("--data-dir", default=None, help="default: $DATA_DIR or ./data")
     p.add_argument("--runs-dir", default=None, help="default: $RUNS_DIR or ./runs")
-    p.add_argument("--max-batches", type=int, default=None, help="at most this many training batches per epoch")
     p.add_argument("--name", default=None)
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on the last line")
     return p.parse_args(argv)
@@ -45,17 +36,14 @@ def epoch_line(h: EpochMetrics, epochs: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        config = TrainConfig(dataset=args.dataset, batch_norm=args.bn, hidden=parse_hidden(args.hidden), lr=args.lr,
-                             batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
-                             double_softmax=args.double_softmax, max_batches=args.max_batches,
-                             precision=args.precision)
+        config = config_from_args(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     store = RunStore(args.runs_dir, args.data_dir)
     run = store.start(config, name=args.name)
     trainer = store.trainer(run.id)
-    print(f"run {run.id}: {config.label()}", file=sys.stderr)
+    print(f"run {run.id}: {config.label()} · {apply_thread_policy().describe()}", file=sys.stderr)
     bar, shown_epochs = None, 0
     try:
         while trainer.alive:

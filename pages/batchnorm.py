@@ -4,13 +4,11 @@ import streamlit as st
 from core import TrainConfig, WeightsError
 from core.lessons.batchnorm import (LR_SWEEP, bn_parameters, group_runs, noise_verdict, seconds_per_step, start_lr_sweep,
                         start_twins, summarize_arm, train_vs_eval)
-from core.engine.data import TRAIN_SIZE, num_batches
+from core.engine.data import dataset_spec, num_batches
 from ui import keys as K
-from ui.navigation import require_navigation
 from ui.figures import arm_band_figure, bar_figure, line_figure, percentile_figure
 from ui.registry import get_store
 
-require_navigation()
 st.title("BatchNorm lab")
 st.markdown("The course says *BN trains faster and reaches higher accuracy*. Test it: each pair of runs differs only "
             "in BatchNorm — same seed, so the same initial weights of every Linear layer and the same minibatch order.")
@@ -23,7 +21,7 @@ with st.container(border=True):
     lr = c3.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-3, key=K.BN_LR, format_func=lambda v: f"{v:g}")
     mb = c4.number_input("Batches per epoch (0 = all)", 0, 938, 0, key=K.BN_MAX_BATCHES)
     base = TrainConfig(epochs=int(epochs), lr=float(lr), max_batches=int(mb) or None)
-    steps = base.epochs * num_batches(TRAIN_SIZE, base.batch_size, base.max_batches) * 2 * int(k)
+    steps = base.epochs * num_batches(dataset_spec(base.dataset).train_size, base.batch_size, base.max_batches) * 2 * int(k)
     st.caption(f"{2 * int(k)} runs, one after another: about {steps * seconds_per_step(store) / 60:.1f} min on this machine.")
     if st.button("Train twins", key=K.BN_START, type="primary"):
         st.session_state[K.BN_GROUP] = start_twins(store, base, list(range(int(k))))

@@ -6,11 +6,9 @@ from core.drawing.collection import DrawingStore
 from core.drawing.predict import predict_digit, saliency_map
 from core.drawing.preprocess import preprocess, to_model_input
 from ui import keys as K
-from ui.navigation import require_navigation
 from ui.figures import bar_figure, saliency_overlay
 from ui.registry import get_store
 
-require_navigation()
 from streamlit_drawable_canvas import st_canvas  # noqa: E402 - only importable inside a running page
 
 st.title("Draw a digit")

@@ -1,7 +1,5 @@
 import streamlit as st
-from ui.navigation import require_navigation
 
-require_navigation()
 
 st.title("Learn deep learning by training real networks on MNIST")
 st.write(

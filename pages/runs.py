@@ -2,14 +2,13 @@
 import streamlit as st
 
 from core import WeightsError
+from core.engine.config import config_columns
 from core.engine.data import DataUnavailableError
 from core.lessons.evaluation import EvalReport, evaluate_model
 from ui import keys as K
 from ui.figures import accuracy_figure, bar_figure, confusion_figure, loss_figure
 from ui.registry import get_store, run_label
-from ui.navigation import require_navigation
 
-require_navigation()
 
 store = get_store()
 st.title("Runs & evaluation")
@@ -24,13 +23,12 @@ if not runs:
 def runs_table() -> None:
     rows = []
     for r in store.list():
-        s, c = r.snapshot, r.config
-        rows.append({"name": r.name, "status": s.status, "dataset": c.dataset, "BN": c.batch_norm,
-                     "double softmax": c.double_softmax, "precision": c.precision, "lr": c.lr, "batch": c.batch_size,
-                     "epochs": f"{s.epoch}/{c.epochs}", "hidden": ",".join(map(str, c.hidden)), "seed": c.seed,
+        s = r.snapshot
+        rows.append({"name": r.name, "status": s.status,
                      "final test acc": f"{s.final.test_acc:.2%}" if s.final else "–",
                      "best test acc": f"{s.best_test_acc:.2%}" if s.history else "–",
-                     "seconds": round(s.elapsed, 1), "id": r.id})
+                     "seconds": round(s.elapsed, 1), "epochs done": f"{s.epoch}/{r.config.epochs}",
+                     **config_columns(r.config), "id": r.id})
     st.dataframe(rows, hide_index=True, width="stretch")
 
 

@@ -9,11 +9,9 @@ from core.lessons.softmax import (WORKED_CLASSES, WORKED_PROBS, autograd_bce, au
                           confidence_sweep, double_softmax_floor, logits_for_probs, ordinal_vs_onehot_losses,
                           softmax_cross_entropy)
 from ui import keys as K
-from ui.navigation import require_navigation
 from ui.figures import accuracy_figure, bar_figure, line_figure, loss_figure
 from ui.registry import get_store
 
-require_navigation()
 st.title("Softmax, one-hot labels and cross-entropy")
 UP, DOWN = "#2ca02c", "#d62728"  # gradient < 0: gradient descent pushes the logit up; > 0: down
 

@@ -1,55 +1,27 @@
 """Train page: hyperparameters, Start / Pause / Resume / Stop, live charts of the selected run."""
 import streamlit as st
 
-from core import DATASETS, DuplicateRunError, TrainConfig, parse_hidden
-from core.engine.config import PRECISIONS, resolve_precision
+from core import DuplicateRunError, TrainConfig
+from core.engine.cpu import apply_thread_policy
 from core.engine.snapshot import RunSnapshot
 from ui import keys as K
+from ui.config_form import config_form
 from ui.figures import accuracy_figure, loss_figure
 from ui.registry import get_store, run_label
-from ui.navigation import require_navigation
 
-require_navigation()
-
-LR_CHOICES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]  # a log scale
 
 store = get_store()
 st.title("Train a network")
 
 
 def read_config() -> TrainConfig | None:
-    """Widgets -> TrainConfig; shows the problem and returns None when a value is invalid."""
+    """Widgets (generated from TrainConfig) -> TrainConfig; shows the problem and returns None when a value is invalid."""
     with st.container(border=True):
-        c1, c2, c3, c4 = st.columns(4)
-        dataset = c1.selectbox("Dataset", DATASETS, key=K.TRAIN_DATASET)
-        lr = c2.select_slider("Learning rate (log scale)", LR_CHOICES, value=1e-3, key=K.TRAIN_LR,
-                              format_func=lambda v: f"{v:g}")
-        batch = c3.number_input("Batch size", 1, 60_000, 64, key=K.TRAIN_BATCH)
-        epochs = c4.number_input("Epochs", 1, 100, 10, key=K.TRAIN_EPOCHS)
-        c1, c2, c3, c4 = st.columns(4)
-        hidden_text = c1.text_input("Hidden layer sizes", "512, 256, 128, 32", key=K.TRAIN_HIDDEN)
-        seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key=K.TRAIN_SEED)
-        max_batches = c3.number_input("Quick run: batches per epoch (0 = all)", 0, 60_000, 0, key=K.TRAIN_MAX_BATCHES)
-        precision = c3.selectbox(
-            "Arithmetic", PRECISIONS, key=K.TRAIN_PRECISION,
-            format_func={"auto": f"auto ({resolve_precision('auto')} here)", "fp32": "float32",
-                         "bf16": "bf16 mixed precision"}.get,
-            help="bf16 mixed precision runs the forward pass under torch.autocast: matrix products in bfloat16 "
-                 "(8 bits of mantissa) with float32 sums, while weights, Adam's state and evaluation stay float32. "
-                 "It is faster only on CPUs with bf16 instructions; test accuracy is the same within seed-to-seed noise.")
-        bn = c4.toggle("BatchNorm (Linear → BN → ReLU)", key=K.TRAIN_BN)
-        double = c4.checkbox("Double softmax (the course's bug)", key=K.TRAIN_DOUBLE_SOFTMAX,
-                             help="Softmax inside the model and again inside CrossEntropyLoss: the loss can never go "
-                                  "below about 1.46 and gradients shrink as predictions get confident.")
-        if double:
-            c4.caption(":material/warning: Wrong on purpose: CrossEntropyLoss already applies (log-)softmax, so softmax runs twice.")
-    try:
-        return TrainConfig(dataset=dataset, batch_norm=bn, hidden=parse_hidden(hidden_text), lr=float(lr),
-                           batch_size=int(batch), epochs=int(epochs), seed=int(seed), double_softmax=double,
-                           max_batches=int(max_batches) or None, precision=precision)
-    except ValueError as e:
-        st.error(f"Cannot start: {e}")
-        return None
+        config = config_form(K.TRAIN)
+        if st.session_state.get(K.TRAIN_DOUBLE_SOFTMAX):
+            st.caption(":material/warning: Double softmax is wrong on purpose: CrossEntropyLoss already applies "
+                       "(log-)softmax, so softmax runs twice.")
+    return config
 
 
 def start(config: TrainConfig, allow_duplicate: bool = False) -> None:
@@ -98,6 +70,10 @@ def show_snapshot(snap: RunSnapshot) -> None:
         epoch_text = f"{snap.epoch} of {snap.epochs} epochs completed"
     st.progress(snap.epoch_progress, text=epoch_text)
     st.progress(snap.run_progress, text=f"Whole run: {snap.run_progress:.0%}")
+    if snap.cpu_contended:
+        st.warning(f"Training is competing for the CPU with other programs: {snap.recent_samples_per_sec:,.0f} "
+                   f"samples/s now instead of the {snap.peak_samples_per_sec:,.0f} this run reached before. Closing "
+                   "other busy programs (or browser tabs) gives it back.", icon=":material/speed:")
     m = st.columns(5)
     m[0].metric("Status", snap.status)
     m[1].metric("Samples / s", f"{snap.samples_per_sec:,.0f}" if snap.live else "–")
@@ -117,7 +93,9 @@ def show_snapshot(snap: RunSnapshot) -> None:
 def live_view() -> None:
     info = store.get(run_id)
     snap = info.snapshot
-    st.caption(f"{info.config.label()} · hidden {list(info.config.hidden)} · device {snap.device} · run id {info.id}")
+    threads = f" · {snap.threads} thread{'s' if snap.threads != 1 else ''} now" if snap.live and snap.threads else ""
+    st.caption(f"{info.config.label()} · hidden {list(info.config.hidden)} · device {snap.device} · "
+               f"{apply_thread_policy().describe()}{threads} · run id {info.id}")
     trainer = store.trainer(run_id)
     if trainer is not None and snap.live:
         b = st.columns([1, 1, 1, 5])

@@ -12,6 +12,15 @@ DATA_DIR = Path(os.environ.get("DATA_DIR") or (SHARED_DATA if SHARED_DATA.exists
 
 @pytest.fixture(scope="session")
 def data_dir() -> str:
+    """The folder holding MNIST; tests that need it skip with the reason when it is not there (and fail
+    instead under REQUIRE_DATA=1, as in CI, so that a wrong path cannot pass by skipping)."""
+    raw = DATA_DIR / "MNIST" / "raw"
+    missing = [f for f in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte") if not (raw / f).exists()]
+    if missing:
+        why = f"MNIST is not in {raw} (run `make run` once online, or set DATA_DIR)"
+        if os.environ.get("REQUIRE_DATA"):
+            pytest.fail(why)
+        pytest.skip(why)
     return str(DATA_DIR)
 
 

@@ -9,6 +9,8 @@ import time
 import pytest
 import torch
 
+from tests.waiting import wait_until
+
 from core.engine.config import TrainConfig, parse_hidden
 from core.engine.data import DataUnavailableError, iterate_batches, load_dataset, normalize
 from core.engine.models import build_model
@@ -110,8 +112,8 @@ def test_invalid_config_names_field(field, kw):
 
 
 def test_parse_hidden():
-    assert parse_hidden("512, 256,128 32") == (512, 256, 128, 32)
-    for bad in ("", "a,b", "3,-1", "0"):
+    assert parse_hidden("512, 256,128,32") == (512, 256, 128, 32)
+    for bad in ("", "a,b", "3,-1", "0", "512,,3", "1_000", "512 256", "٥١٢", "512,"):
         with pytest.raises(ValueError, match="^hidden"):
             parse_hidden(bad)
 
@@ -159,7 +161,7 @@ def test_fused_adam_equals_torch_adam_bit_for_bit():
     """FusedAdam is torch.optim.Adam(fused=True) without its bookkeeping: the same weights after many steps, BN included."""
     import torch.nn.functional as F
 
-    from core.engine.trainer import FusedAdam
+    from core.engine.optimizers import FusedAdam
 
     a, b = build_model(TrainConfig(batch_norm=True, seed=2)), build_model(TrainConfig(batch_norm=True, seed=2))
     ours, theirs = FusedAdam(a.parameters(), lr=1e-3), torch.optim.Adam(b.parameters(), lr=1e-3, fused=True)
@@ -175,12 +177,7 @@ def test_fused_adam_equals_torch_adam_bit_for_bit():
     assert not torch.equal(a.out.weight, build_model(TrainConfig(batch_norm=True, seed=2)).out.weight)  # it moved
 
 
-def test_precision_auto_resolves_and_old_configs_read_as_fp32(monkeypatch):
-    import core.engine.config
-
-    monkeypatch.setattr(core.engine.config, "native_bf16", lambda: True)
-    assert TrainConfig().precision == ("fp32" if torch.cuda.is_available() else "bf16")
-    monkeypatch.setattr(core.engine.config, "native_bf16", lambda: False)
+def test_precision_auto_resolves_and_old_configs_read_as_fp32():
     assert TrainConfig().precision == "fp32" and TrainConfig(precision="bf16").precision == "bf16"
     assert "bf16" in TrainConfig(precision="bf16").label() and "bf16" not in TrainConfig(precision="fp32").label()
     old = TrainConfig(precision="fp32").to_dict()
@@ -217,19 +214,14 @@ def test_deterministic(data_dir, bn, precision):
 
 def test_pause_resume_stop(data_dir):
     t = Trainer(TrainConfig(epochs=50, batch_size=16), data_dir=data_dir, log_every=1).start()
-    deadline = time.time() + 60
-    while t.snapshot.step < 5 and time.time() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: t.snapshot.step >= 5, what="5 steps")
     t.pause()
-    while t.snapshot.status != "paused" and time.time() < deadline:
-        time.sleep(0.01)
-    assert t.snapshot.status == "paused"
+    wait_until(lambda: t.snapshot.status == "paused", what="the pause")
     step = t.snapshot.step
     time.sleep(0.3)
     assert t.snapshot.step <= step + 1  # at most the batch in flight
     t.resume()
-    while t.snapshot.step < step + 5 and time.time() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: t.snapshot.step >= step + 5, what="5 more steps")
     assert t.snapshot.status == "running"
     t.stop()
     t.join(10)
@@ -238,11 +230,9 @@ def test_pause_resume_stop(data_dir):
 
 def test_stop_while_paused(data_dir):
     t = Trainer(TrainConfig(epochs=50), data_dir=data_dir, log_every=1).start()
-    while t.snapshot.step < 2:
-        time.sleep(0.01)
+    wait_until(lambda: t.snapshot.step >= 2, what="2 steps")
     t.pause()
-    while t.snapshot.status != "paused":
-        time.sleep(0.01)
+    wait_until(lambda: t.snapshot.status == "paused", what="the pause")
     t.stop()
     t.join(10)
     assert t.snapshot.status == "stopped"
@@ -348,9 +338,19 @@ def test_truncated_or_foreign_weights(store, tmp_path):
         load_weights(tmp_path / "none.safetensors", run.config)
 
 
-def test_import_core_does_not_import_streamlit():
-    code = "import sys, core, core.train, core.store.runs; assert 'streamlit' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__('pathlib').Path(__file__).parent.parent))
+def test_no_core_module_imports_ui_or_heavy_frameworks():
+    """Every module under core/, not only what core/__init__ imports: no streamlit, and keras, its backends and
+    optuna only when a Keras run or a study starts (lazily)."""
+    code = ("import importlib, pkgutil, sys, core\n"
+            "names = [m.name for m in pkgutil.walk_packages(core.__path__, 'core.')]\n"
+            "for n in names: importlib.import_module(n)\n"
+            "bad = sorted(m for m in ('streamlit', 'keras', 'jax', 'tensorflow', 'optuna') if m in sys.modules)\n"
+            "assert not bad, bad\n"
+            "print(len(names))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=str(__import__('pathlib').Path(__file__).parent.parent))
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 15  # it did walk the packages
 
 
 def test_cli_json(tmp_path, data_dir):

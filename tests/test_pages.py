@@ -5,6 +5,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import TrainConfig
+from tests.waiting import wait_until
 from ui import keys as K
 
 TIMEOUT = 120
@@ -16,10 +17,7 @@ def app(app_env):
 
 
 def wait_finished(store, timeout=TIMEOUT):
-    deadline = time.time() + timeout
-    while any(r.live for r in store.list()) and time.time() < deadline:
-        time.sleep(0.05)
-    assert not any(r.live for r in store.list())
+    wait_until(lambda: not any(r.live for r in store.list()), timeout, 0.05, "every run to end")
 
 
 def texts(at) -> str:
@@ -93,9 +91,7 @@ def test_pause_resume_stop_buttons(app):
     store = get_store()
     (run,) = store.list()
     app.button(key=K.TRAIN_PAUSE).click().run()
-    deadline = time.time() + 30
-    while store.get(run.id).snapshot.status != "paused" and time.time() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: store.get(run.id).snapshot.status == "paused", 30, 0.02, "the pause")
     app.run()
     assert store.get(run.id).snapshot.status == "paused"
     app.button(key=K.TRAIN_RESUME).click().run()

@@ -1,8 +1,9 @@
 """Every session-state key and widget key, named once. Prefix = page."""
 
-# Train page
+# Train page: one widget per TrainConfig field, keyed TRAIN + "_" + field name (ui/config_form.py)
+TRAIN = "train"
 TRAIN_DATASET = "train_dataset"
-TRAIN_BN = "train_bn"
+TRAIN_BN = "train_batch_norm"
 TRAIN_LR = "train_lr"
 TRAIN_BATCH = "train_batch_size"
 TRAIN_EPOCHS = "train_epochs"
@@ -11,6 +12,7 @@ TRAIN_SEED = "train_seed"
 TRAIN_DOUBLE_SOFTMAX = "train_double_softmax"
 TRAIN_MAX_BATCHES = "train_max_batches"
 TRAIN_PRECISION = "train_precision"
+TRAIN_OPTIMIZER = "train_optimizer"
 TRAIN_START = "train_start"
 TRAIN_CONFIRM_DUPLICATE = "train_confirm_duplicate"
 TRAIN_PENDING_DUPLICATE = "train_pending_duplicate"

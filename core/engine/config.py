@@ -1,76 +1,166 @@
-"""Frozen run configuration, validated before anything starts."""
+"""TrainConfig: the one description of a run.
+
+Each field carries its default, its allowed values, its label and its help text (an `Option`). The
+command line's flags (`add_config_arguments`), the Train page's widgets (ui/config_form.py) and the runs
+table (`config_columns`) are generated from the fields, so a new run option is one field here plus its use
+in the trainer. The module-level helpers look TrainConfig up when called, so a test can swap in a class
+with an extra field and see it everywhere.
+"""
 from __future__ import annotations
 
+import argparse
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable
 
-DATASETS = ("mnist", "fashion-mnist")
+from core.engine.data import DATASETS, dataset_spec
+from core.engine.optimizers import OPTIMIZERS
+
 MAX_BATCH_SIZE = 60_000
 PRECISIONS = ("auto", "fp32", "bf16")
+_INT = re.compile(r"[0-9]+")  # ASCII digits only: no '1_000', no other scripts' digits, no sign
+_FLOAT = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?")  # no nan, inf, '_' or sign
+_SIZES = re.compile(r"[0-9]+(?:\s*,\s*[0-9]+)*")  # '512, 256,128': commas between whole numbers, nothing empty
 
 
-def native_bf16() -> bool:
-    """True when the CPU has bfloat16 instructions (AVX512-BF16 or AMX), where bf16 matmuls are fast.
-    Elsewhere PyTorch emulates bf16 on the CPU, which is slower than float32."""
-    import torch
+@dataclass(frozen=True)
+class Option:
+    """How one TrainConfig field is shown, typed in and checked."""
+    label: str
+    help: str
+    kind: str  # "choice", "bool", "int", "float", "sizes" (tuple of whole numbers), "optional_int" (None = all)
+    choices: Callable[[], tuple[str, ...]] | None = None  # for "choice": read when asked (registries grow)
+    lo: float | None = None  # inclusive range for numbers (each size, for "sizes")
+    hi: float | None = None
+    log: bool = False  # a float better chosen on a log scale
+    flag: str | None = None  # command-line flag, when not --field-name
+    column: str | None = None  # heading in the runs table, when not the label
+    choice_label: Callable[[str], str] | None = None  # how a choice reads on the page
+    applies: Callable[[dict[str, Any]], bool] | None = None  # shown only when it matters for the other values
 
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check() for check in checks if check is not None)  # private helpers: absent means "no"
+    def check(self, name: str, value: Any) -> None:
+        """ValueError naming the field when `value` is not allowed."""
+        bounds = f"from {self.lo:g} to {self.hi:g}" if self.lo is not None and self.hi is not None else ""
+        if self.kind == "choice":
+            allowed = self.choices()
+            if value not in allowed:
+                raise ValueError(f"{name}: choose one of {', '.join(allowed)}; got {value!r}")
+        elif self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}: must be true or false, got {value!r}")
+        elif self.kind in ("int", "optional_int"):
+            if value is None and self.kind == "optional_int":
+                return
+            if not _is_int(value) or not self.lo <= value <= self.hi:
+                raise ValueError(f"{name}: must be a whole number {bounds}, got {value!r}")
+        elif self.kind == "float":
+            if not _is_real(value) or not self.lo <= value <= self.hi:
+                raise ValueError(f"{name}: must be a number {bounds}, got {value!r}")
+        elif self.kind == "sizes":
+            if not isinstance(value, tuple) or not 1 <= len(value) <= 10 or \
+                    not all(_is_int(v) and self.lo <= v <= self.hi for v in value):
+                raise ValueError(f"{name}: must be 1 to 10 whole numbers, each {bounds}; got {value!r}")
+
+    def parse(self, name: str, text: str) -> Any:
+        """Typed-in text -> value (checked), accepting exactly what the help text documents."""
+        t = str(text).strip()
+        if self.kind == "bool":
+            if t.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"{name}: expected true or false, got {text!r}")
+            value: Any = t.lower() in ("true", "1", "yes")
+        elif self.kind in ("int", "optional_int"):
+            if not _INT.fullmatch(t):
+                raise ValueError(f"{name}: expected a whole number written with the digits 0-9, got {text!r}")
+            value = int(t)
+            if self.kind == "optional_int" and value == 0:
+                value = None  # 0 = no cap
+        elif self.kind == "float":
+            if not _FLOAT.fullmatch(t):
+                raise ValueError(f"{name}: expected a number such as 0.001 or 1e-3, got {text!r}")
+            value = float(t)
+        elif self.kind == "sizes":
+            if not _SIZES.fullmatch(t):
+                raise ValueError(f"{name}: expected whole numbers separated by commas, such as 512,256,128; got {text!r}")
+            value = tuple(int(p) for p in t.split(","))
+        else:
+            value = t
+        self.check(name, value)
+        return value
+
+    def show(self, value: Any) -> str:
+        """A value as the runs table and run names show it."""
+        if self.kind == "sizes":
+            return ",".join(map(str, value))
+        if self.kind == "optional_int":
+            return "all" if value is None else str(value)
+        if self.kind == "float":
+            return f"{value:g}"
+        return str(value)
 
 
-def resolve_precision(precision: str) -> str:
-    """'auto' -> 'bf16' on a CPU-only machine with native bf16, else 'fp32'. On a GPU this tiny network is
-    bound by kernel launches, not arithmetic, so 'auto' stays in float32 there."""
-    if precision != "auto":
-        return precision
-    import torch
+def option(default: Any, label: str, help: str, kind: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"option": Option(label, help, kind, **kw)})
 
-    return "bf16" if not torch.cuda.is_available() and native_bf16() else "fp32"
+
+def _uses(name: str) -> Callable[[dict[str, Any]], bool]:
+    """An optimizer field matters when the chosen optimizer reads it."""
+    return lambda values: name in OPTIMIZERS[values.get("optimizer", "adam")].uses
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    dataset: str = "mnist"
-    batch_norm: bool = False
-    hidden: tuple[int, ...] = (512, 256, 128, 32)
-    lr: float = 1e-3
-    batch_size: int = 64
-    epochs: int = 10
-    seed: int = 0
-    double_softmax: bool = False  # the course's defect: softmax in the model, then CrossEntropyLoss
-    max_batches: int | None = None  # cap on training batches per epoch, for quick runs and tests
+    dataset: str = option("mnist", "Dataset", "which images to train on", "choice",
+                          choices=lambda: tuple(DATASETS), choice_label=lambda n: DATASETS[n].label)
+    batch_norm: bool = option(False, "BatchNorm", "BatchNorm after each hidden Linear (Linear → BN → ReLU)", "bool",
+                              flag="--bn", column="BN")
+    hidden: tuple[int, ...] = option((512, 256, 128, 32), "Hidden layer sizes",
+                                     "sizes of the hidden layers, comma separated, such as 512,256,128,32", "sizes",
+                                     lo=1, hi=100_000)
+    lr: float = option(1e-3, "Learning rate", "step size of the optimizer", "float", lo=1e-6, hi=10.0, log=True)
+    batch_size: int = option(64, "Batch size", "images per training step", "int", lo=1, hi=MAX_BATCH_SIZE, column="batch")
+    epochs: int = option(10, "Epochs", "passes over the training set", "int", lo=1, hi=200)
+    seed: int = option(0, "Seed", "initial weights and minibatch order; the same seed gives the same run", "int",
+                       lo=0, hi=2**31 - 1)
+    optimizer: str = option("adam", "Optimizer", "how gradients become weight updates", "choice",
+                            choices=lambda: tuple(OPTIMIZERS), choice_label=lambda n: OPTIMIZERS[n].label)
+    beta1: float = option(0.9, "Adam β1", "decay of Adam's mean of gradients: it averages about 1/(1 - β1) steps",
+                          "float", lo=0.0, hi=0.9999, applies=_uses("beta1"))
+    beta2: float = option(0.999, "Adam β2", "decay of Adam's mean of squared gradients", "float", lo=0.0, hi=0.99999,
+                          applies=_uses("beta2"))
+    eps: float = option(1e-8, "ε", "added to the denominator of the update for numerical safety", "float",
+                        lo=1e-12, hi=1.0, log=True, applies=_uses("eps"))
+    momentum: float = option(0.9, "Momentum", "decay of the velocity (SGD, RMSprop)", "float", lo=0.0, hi=0.9999,
+                             applies=_uses("momentum"))
+    # The course's defect: softmax in the model, then CrossEntropyLoss applies log-softmax again.
+    double_softmax: bool = option(False, "Double softmax (the course's bug)",
+                                  "reproduce the course's defect: softmax inside the model, then CrossEntropyLoss "
+                                  "applies log-softmax again", "bool")
+    max_batches: int | None = option(None, "Batches per epoch (0 = all)",
+                                     "a cap on training batches per epoch, for quick runs; 0 or absent: all", "optional_int",
+                                     lo=1, hi=MAX_BATCH_SIZE, column="batches/epoch")
     # "fp32": everything in float32. "bf16": mixed precision, the forward pass under torch.autocast(bfloat16)
     # (matmuls in bf16 with float32 accumulation; weights, optimizer state and evaluation stay float32).
     # "auto" is resolved when the config is made, so a saved config always says what ran.
-    precision: str = "auto"
+    precision: str = option("auto", "Arithmetic",
+                            "fp32, or bf16 mixed precision (torch.autocast: matrix products in bfloat16 with float32 "
+                            "sums); auto: fp32, measured the faster here",
+                            "choice", choices=lambda: PRECISIONS, choice_label=lambda v: _PRECISION_LABELS[v]())
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(self.hidden))
-        if self.precision in PRECISIONS:
+        if isinstance(self.hidden, list):
+            object.__setattr__(self, "hidden", tuple(self.hidden))
+        if self.precision == "auto":
             object.__setattr__(self, "precision", resolve_precision(self.precision))
         self.validate()
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field."""
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset: unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        if not _is_int(self.batch_size) or not 1 <= self.batch_size <= MAX_BATCH_SIZE:
-            raise ValueError(f"batch_size: must be a whole number from 1 to {MAX_BATCH_SIZE}, got {self.batch_size!r}")
-        if not _is_int(self.epochs) or self.epochs < 1:
-            raise ValueError(f"epochs: must be a whole number >= 1, got {self.epochs!r}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
-            raise ValueError(f"lr: learning rate must be a finite number > 0, got {self.lr!r}")
-        if not self.hidden or not all(_is_int(h) and h > 0 for h in self.hidden):
-            raise ValueError(f"hidden: hidden sizes must be one or more positive whole numbers, got {self.hidden!r}")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise ValueError(f"seed: must be a whole number >= 0, got {self.seed!r}")
-        if self.max_batches is not None and (not _is_int(self.max_batches) or self.max_batches < 1):
-            raise ValueError(f"max_batches: must be a whole number >= 1 or None, got {self.max_batches!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if not isinstance(self.batch_norm, bool) or not isinstance(self.double_softmax, bool):
-            raise ValueError("batch_norm/double_softmax: must be true or false")
+        for f in fields(self):
+            f.metadata["option"].check(f.name, getattr(self, f.name))
+        if self.batch_size > dataset_spec(self.dataset).train_size:
+            raise ValueError(f"batch_size: at most the {dataset_spec(self.dataset).train_size:,} training images, "
+                             f"got {self.batch_size}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -86,19 +176,75 @@ class TrainConfig:
     def label(self) -> str:
         bn = "BN" if self.batch_norm else "no-BN"
         extra = (" double-softmax" if self.double_softmax else "") + (" bf16" if self.precision == "bf16" else "")
-        return f"{self.dataset} {bn}{extra} lr={self.lr:g} bs={self.batch_size} ep={self.epochs} seed={self.seed}"
+        opt = "" if self.optimizer == "adam" else f" {self.optimizer}"
+        return f"{self.dataset} {bn}{extra}{opt} lr={self.lr:g} bs={self.batch_size} ep={self.epochs} seed={self.seed}"
+
+
+_PRECISION_LABELS = {"auto": lambda: f"auto ({resolve_precision('auto')} here)", "fp32": lambda: "float32",
+                     "bf16": lambda: "bf16 mixed precision"}
+
+
+def resolve_precision(precision: str) -> str:
+    """'auto' -> 'fp32'. bf16 mixed precision stays a choice to learn from, not the default: with the
+    training loop's one CPU thread (core/engine/cpu.py) a float32 step of this network measured faster
+    than a bf16 one even on a CPU with AMX bf16 instructions (benchmarks/bench_step.py: 0.82x BN, 0.88x
+    no-BN), and on a GPU the network is bound by kernel launches, not arithmetic."""
+    return "fp32" if precision == "auto" else precision
 
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _is_real(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+# --- what the CLI, the Train page and the runs table are generated from -----------------------------
+def config_options() -> list[tuple[str, Any, Option]]:
+    """(field name, default, Option) of every TrainConfig field, in order."""
+    return [(f.name, f.default, f.metadata["option"]) for f in fields(TrainConfig)]
+
+
+def make_config(values: dict[str, Any]) -> TrainConfig:
+    return TrainConfig(**values)
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    return TrainConfig.from_dict(d)
+
+
 def parse_hidden(text: str) -> tuple[int, ...]:
     """'512, 256,128' -> (512, 256, 128); ValueError naming `hidden` on bad input."""
-    try:
-        sizes = tuple(int(p) for p in text.replace(",", " ").split())
-    except ValueError:
-        raise ValueError(f"hidden: expected whole numbers separated by commas, got {text!r}") from None
-    if not sizes or any(s <= 0 for s in sizes):
-        raise ValueError(f"hidden: hidden sizes must be one or more positive whole numbers, got {text!r}")
-    return sizes
+    return next(o for n, _, o in config_options() if n == "hidden").parse("hidden", text)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; absent flags keep the field's default."""
+    for name, default, opt in config_options():
+        flag = opt.flag or "--" + name.replace("_", "-")
+        shown = "auto" if name == "precision" else opt.show(default)
+        help_text = f"{opt.help} (default {shown})"
+        if opt.kind == "bool":
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif opt.kind == "choice":
+            parser.add_argument(flag, dest=name, choices=opt.choices(), default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
+
+
+def config_from_args(ns: argparse.Namespace) -> TrainConfig:
+    """Parsed flags -> TrainConfig; ValueError naming the first bad field."""
+    values = {}
+    for name, _, opt in config_options():
+        raw = getattr(ns, name, None)
+        if raw is not None:
+            values[name] = raw if opt.kind in ("bool", "choice") else opt.parse(name, raw)
+    return make_config(values)
+
+
+def config_columns(config: TrainConfig) -> dict[str, str]:
+    """The runs table's columns for one run's settings: every field as it reads, '–' where it does not apply."""
+    values = asdict(config)
+    return {(opt.column or opt.label): opt.show(values[name]) if opt.applies is None or opt.applies(values) else "–"
+            for name, _, opt in config_options()}

@@ -1,4 +1,4 @@
-"""Datasets as in-memory uint8 tensors, loaded once per process, and seeded batching."""
+"""Datasets: one registry entry per dataset, loaded once per process as in-memory uint8 tensors; seeded batching."""
 from __future__ import annotations
 
 import os
@@ -12,12 +12,50 @@ import torch
 CHUNK_ROWS = 1024  # rows normalised at a time by iterate_batches
 MEAN, STD = 0.5, 0.5  # the course's Normalize((0.5,), (0.5,)): pixels to [-1, 1]
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-TRAIN_SIZE = 60_000  # both datasets
-_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-CLASS_NAMES = {
-    "mnist": tuple(str(i) for i in range(10)),
-    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything the rest of the code may ask about a dataset."""
+    name: str  # the run setting's value: "mnist"
+    label: str  # what the pages show
+    torchvision_class: str  # a class in torchvision.datasets that reads and downloads it
+    folder: str  # under the data folder: <folder>/raw/<RAW_FILES>, torchvision's layout
+    class_names: tuple[str, ...]
+    train_size: int = 60_000
+    test_size: int = 10_000
+    input_shape: tuple[int, int] = (28, 28)
+    mean: float = MEAN  # normalisation: (pixel / 255 - mean) / std
+    std: float = STD
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_size(self) -> int:
+        return self.input_shape[0] * self.input_shape[1]
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    DATASETS[spec.name] = spec
+    return spec
+
+
+register_dataset(DatasetSpec("mnist", "MNIST (handwritten digits)", "MNIST", "MNIST", tuple(str(i) for i in range(10))))
+register_dataset(DatasetSpec(
+    "fashion-mnist", "Fashion-MNIST (clothing)", "FashionMNIST", "FashionMNIST",
+    ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")))
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"dataset: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None
 
 
 class DataUnavailableError(RuntimeError):
@@ -26,7 +64,7 @@ class DataUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class Dataset:
-    name: str
+    spec: DatasetSpec
     train_x: torch.Tensor  # (60000, 28, 28) uint8
     train_y: torch.Tensor  # (60000,) int64
     test_x: torch.Tensor  # (10000, 28, 28) uint8
@@ -43,52 +81,51 @@ _lock = threading.Lock()
 
 def load_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
     """Load a dataset once per process (by name and folder) and return the cached tensors."""
-    if name not in _FOLDERS:
-        raise ValueError(f"dataset: unknown dataset {name!r}; choose one of {', '.join(_FOLDERS)}")
+    spec = dataset_spec(name)
     root = resolve_data_dir(data_dir).resolve()
     key = (name, str(root))
     with _lock:  # one loader at a time: two tabs starting runs must not download twice
         if key not in _cache:
-            _cache[key] = _load(name, root, download)
+            _cache[key] = _load(spec, root, download)
         return _cache[key]
 
 
-def _load(name: str, root: Path, download: bool) -> Dataset:
+def _load(spec: DatasetSpec, root: Path, download: bool) -> Dataset:
     from torchvision import datasets  # imported lazily: it is slow to import
 
-    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
-    raw = root / _FOLDERS[name] / "raw"
+    name, cls = spec.name, getattr(datasets, spec.torchvision_class)
+    raw = root / spec.folder / "raw"
     missing = [f for f in RAW_FILES if not (raw / f).exists()]
     if missing and not download:
-        raise DataUnavailableError(_missing_message(name, raw, missing, "downloading is switched off"))
+        raise DataUnavailableError(_missing_message(spec, raw, missing, "downloading is switched off"))
     try:
         train = cls(str(root), train=True, download=bool(missing))
         test = cls(str(root), train=False, download=False)
     except Exception as e:  # network errors, partial downloads, unreadable files
         missing = [f for f in RAW_FILES if not (raw / f).exists()]
         reason = " ".join(str(e).split())[:300]  # one line, however the library formats it
-        raise DataUnavailableError(_missing_message(name, raw, missing, f"{type(e).__name__}: {reason}")) from None
-    return Dataset(name, train.data, train.targets.long(), test.data, test.targets.long())
+        raise DataUnavailableError(_missing_message(spec, raw, missing, f"{type(e).__name__}: {reason}")) from None
+    return Dataset(spec, train.data, train.targets.long(), test.data, test.targets.long())
 
 
-def _missing_message(name: str, raw: Path, missing: list[str], reason: str) -> str:
+def _missing_message(spec: DatasetSpec, raw: Path, missing: list[str], reason: str) -> str:
     files = ", ".join(missing) if missing else "(files present but unreadable)"
     return (
-        f"The {name} dataset is not available in {raw} and could not be downloaded ({reason}). "
+        f"The {spec.name} dataset is not available in {raw} and could not be downloaded ({reason}). "
         f"Expected files: {files}. Connect to the internet once and start again so it downloads itself, "
         f"or copy the raw IDX files (uncompressed) into {raw}, "
-        f"or point DATA_DIR (or --data-dir) at a folder that already holds {_FOLDERS[name]}/raw/."
+        f"or point DATA_DIR (or --data-dir) at a folder that already holds {spec.folder}/raw/."
     )
 
 
-def normalize(x_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 images (..., 28, 28) -> float (..., 784) in [-1, 1], exactly as ToTensor + Normalize(0.5, 0.5)."""
-    return x_uint8.reshape(*x_uint8.shape[:-2], 784).float().div_(255).sub_(MEAN).div_(STD)
+def normalize(x_uint8: torch.Tensor, mean: float = MEAN, std: float = STD) -> torch.Tensor:
+    """uint8 images (..., H, W) -> float (..., H*W), exactly as ToTensor + Normalize(mean, std)."""
+    return x_uint8.flatten(-2).float().div_(255).sub_(mean).div_(std)
 
 
 def iterate_batches(
     x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None = None,
-    max_batches: int | None = None,
+    max_batches: int | None = None, mean: float = MEAN, std: float = STD,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield normalised (B, 784) float batches sliced from in-memory tensors; shuffled when a generator is given.
 
@@ -102,7 +139,7 @@ def iterate_batches(
     for c0 in range(0, end, rows):
         sl = slice(c0, min(c0 + rows, end))
         idx = order[sl] if order is not None else None
-        xc = normalize(x[idx] if idx is not None else x[sl])
+        xc = normalize(x[idx] if idx is not None else x[sl], mean, std)
         yc = y[idx] if idx is not None else y[sl]
         for b in range(0, len(yc), batch_size):
             yield xc[b:b + batch_size], yc[b:b + batch_size]

@@ -1,22 +1,21 @@
 """The course MLP: Linear -> [BatchNorm1d] -> ReLU blocks, logits out."""
 from __future__ import annotations
 
-import torch
 import math
 
+import torch
 from torch import nn
 
 from core.engine.config import TrainConfig
-
-INPUT_SIZE, NUM_CLASSES = 784, 10
+from core.engine.data import dataset_spec
 
 
 class MLP(nn.Module):
     def __init__(self, hidden: tuple[int, ...] = (512, 256, 128, 32), batch_norm: bool = False,
-                 double_softmax: bool = False, outputs: int = NUM_CLASSES) -> None:
+                 double_softmax: bool = False, outputs: int = 10, inputs: int = 784) -> None:
         super().__init__()
         self.batch_norm, self.double_softmax = batch_norm, double_softmax
-        blocks, d = [], INPUT_SIZE
+        blocks, d = [], inputs
         for h in hidden:
             # BatchNorm1d draws no random numbers at init, so a BN and a no-BN model built
             # from the same seed get identical Linear weights.
@@ -27,7 +26,7 @@ class MLP(nn.Module):
         self.out = nn.Linear(d, outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(1)  # (B, 784)
+        x = x.flatten(1)  # (B, inputs)
         for block in self.blocks:
             x = block(x)
         z = self.out(x)  # (B, outputs) logits
@@ -58,6 +57,7 @@ def init_weights(model: MLP, seed: int) -> None:
 
 def build_model(config: TrainConfig) -> MLP:
     """Build the MLP for a config; its initial weights depend only on config.seed and the sizes."""
-    model = MLP(config.hidden, config.batch_norm, config.double_softmax)
+    spec = dataset_spec(config.dataset)
+    model = MLP(config.hidden, config.batch_norm, config.double_softmax, spec.num_classes, spec.input_size)
     init_weights(model, config.seed)
     return model

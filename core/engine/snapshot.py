@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STATUSES = ("queued", "running", "paused", "stopped", "finished", "failed")
+STATUSES = ("queued", "running", "paused", "stopped", "finished", "failed", "diverged", "pruned")
 LIVE_STATUSES = ("queued", "running", "paused")
 
 
@@ -29,8 +29,11 @@ class RunSnapshot:
     step_losses: tuple[tuple[int, float], ...] = ()  # (step, mean training loss of the last few steps)
     history: tuple[EpochMetrics, ...] = ()
     elapsed: float = 0.0  # seconds of training, pauses excluded
-    samples_per_sec: float = 0.0
+    samples_per_sec: float = 0.0  # this epoch so far
+    recent_samples_per_sec: float = 0.0  # about the last second
+    peak_samples_per_sec: float = 0.0  # the best "recent" figure of this run
     device: str = "cpu"
+    threads: int = 0  # intra-op CPU threads the training loop uses now (0: not started)
 
     @property
     def live(self) -> bool:
@@ -51,6 +54,11 @@ class RunSnapshot:
         if not self.live or self.step == 0:
             return None
         return self.elapsed * (1 - self.run_progress) / max(self.run_progress, 1e-9)
+
+    @property
+    def cpu_contended(self) -> bool:
+        """Training runs at under a third of the pace this run already reached: something else has the CPU."""
+        return self.status == "running" and 0 < self.recent_samples_per_sec < self.peak_samples_per_sec / 3
 
     @property
     def final(self) -> EpochMetrics | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import replace
 from typing import Protocol
 
@@ -10,9 +11,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from core.engine import cpu
 from core.engine.config import TrainConfig
-from core.engine.data import Dataset, iterate_batches, load_dataset, num_batches
+from core.engine.data import MEAN, STD, Dataset, iterate_batches, load_dataset, num_batches
 from core.engine.models import MLP, build_model
+from core.engine.optimizers import build_optimizer
 from core.engine.snapshot import EpochMetrics, RunSnapshot
 
 EVAL_BATCH = 1000  # evaluation batch size: eval mode makes the result independent of it
@@ -23,13 +26,14 @@ def default_device() -> torch.device:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+def evaluate(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH,
+             mean: float = MEAN, std: float = STD) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over a whole split, in eval mode (BN uses running statistics)."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=y.device)
     correct = torch.zeros((), dtype=torch.long, device=y.device)
-    for xb, yb in iterate_batches(x_uint8, y, batch_size):
+    for xb, yb in iterate_batches(x_uint8, y, batch_size, mean=mean, std=std):
         out = model(xb)  # (B, 10)
         loss_sum += F.cross_entropy(out, yb, reduction="sum")
         correct += (out.argmax(1) == yb).sum()
@@ -60,40 +64,23 @@ class _StoppedWhileQueued(Exception):
     pass
 
 
-class FusedAdam:
-    """Adam with PyTorch's defaults, exactly as torch.optim.Adam(fused=True) computes it, in one kernel
-    call per step. torch.optim's bookkeeping around that kernel (parameter groups, per-parameter state
-    and step counters) costs 40-60 µs a step here (benchmarks/bench_step.py), 4-5% of a 1.1 ms training
-    step. This keeps one step counter for all parameters, which is the same number because every
-    parameter gets a gradient at every step. Falls back to torch.optim.Adam where the fused kernel does
-    not exist."""
+class Throughput:
+    """Training samples per second over about the last `span` seconds, and the best such figure of the run:
+    what the Train page compares to say that another program is taking the CPU."""
 
-    def __init__(self, params, lr: float) -> None:
-        self.params, self.lr = list(params), lr
-        self._kernel = getattr(torch, "_fused_adam_", None)
-        if self._kernel is None:
-            self._opt = torch.optim.Adam(self.params, lr=lr)
-            return
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self._step = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
-        self._steps = [self._step] * len(self.params)
+    def __init__(self, span: float = 1.0) -> None:
+        self.span, self.peak = span, 0.0
+        self._windows: deque[tuple[int, float]] = deque()  # (samples, seconds) of recent logging windows
 
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        if self._kernel is None:
-            return self._opt.step()
-        grads = [p.grad for p in self.params]
-        if any(g is None for g in grads):
-            raise RuntimeError("FusedAdam needs a gradient for every parameter")
-        self._step += 1
-        self._kernel(self.params, grads, self.exp_avg, self.exp_avg_sq, [], self._steps, amsgrad=False, lr=self.lr,
-                     beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, maximize=False, grad_scale=None,
-                     found_inf=None)
+    def add(self, samples: int, seconds: float) -> float:
+        self._windows.append((samples, seconds))
+        while sum(s for _, s in self._windows) - self._windows[0][1] >= self.span:
+            self._windows.popleft()
+        total = sum(s for _, s in self._windows)
+        recent = sum(n for n, _ in self._windows) / max(total, 1e-9)
+        if total >= self.span / 2:  # not from one short window
+            self.peak = max(self.peak, recent)
+        return recent
 
 
 class Trainer:
@@ -163,6 +150,7 @@ class Trainer:
         # Adam's moments for dead ReLU units decay into denormal floats (46% of layer 1 after 3 no-BN
         # epochs), which some CPUs process far more slowly: flush them to zero (benchmarks/bench_cpu_effects.py).
         torch.set_flush_denormal(True)
+        cpu.use_base_threads()
         try:
             while self.after is not None and self.after.alive and not self._stop.is_set():
                 self.after.join(0.2)
@@ -186,25 +174,28 @@ class Trainer:
         model = self.model = build_model(cfg).to(dev)
         if self.probe:
             self.probe.attach(model)
-        opt = FusedAdam(model.parameters(), lr=cfg.lr)
+        opt = build_optimizer(model.parameters(), cfg)
         # Mixed precision: thread-local, so other threads (and evaluation) stay in float32.
         amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)  # minibatch order: same seed, same order
         steps_per_epoch = num_batches(len(train_x), cfg.batch_size, cfg.max_batches)
-        self._publish(steps_per_epoch=steps_per_epoch)
+        self._publish(steps_per_epoch=steps_per_epoch, threads=torch.get_num_threads())
         step, elapsed, step_losses, history = 0, 0.0, [], []
+        throughput = Throughput()
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             t0, paused = time.perf_counter(), 0.0  # pauses do not count as training time
+            w0 = t0  # start of this logging window
             loss_sum, correct, seen = 0.0, 0, 0
             losses, preds, labels = [], [], []  # this logging window's steps, read out every log_every steps
-            batches = iterate_batches(train_x, train_y, cfg.batch_size, gen, cfg.max_batches)
+            batches = iterate_batches(train_x, train_y, cfg.batch_size, gen, cfg.max_batches, data.spec.mean, data.spec.std)
             for i, (xb, yb) in enumerate(batches, start=1):
                 if not self._resume.is_set():
                     p0 = time.perf_counter()
                     self._set_status("paused")
                     self._resume.wait()
                     paused += time.perf_counter() - p0
+                    w0 += time.perf_counter() - p0
                     if not self._stop.is_set():
                         self._set_status("running")
                 if self._stop.is_set():
@@ -227,17 +218,22 @@ class Trainer:
                     window = torch.stack(losses).tolist()  # one transfer per window: a GPU sync point
                     loss_sum += sum(v * len(y) for v, y in zip(window, labels))
                     correct += int((torch.cat(preds) == torch.cat(labels)).sum())
+                    window_samples = sum(len(y) for y in labels)
                     losses, preds, labels = [], [], []
                     entry = (step, sum(window) / len(window))
                     step_losses.append(entry)
-                    busy = time.perf_counter() - t0 - paused
+                    now = time.perf_counter()
+                    busy = now - t0 - paused
+                    recent = throughput.add(window_samples, now - w0)
+                    w0 = now
                     self._publish(step=step, epoch_step=i, step_losses=tuple(step_losses), elapsed=elapsed + busy,
-                                  samples_per_sec=seen / max(busy, 1e-9))
+                                  samples_per_sec=seen / max(busy, 1e-9), recent_samples_per_sec=recent,
+                                  peak_samples_per_sec=throughput.peak, threads=torch.get_num_threads())
                     if self.listener:
                         self.listener.on_steps([entry])
             if self._stop.is_set():
                 break
-            test_loss, test_acc = evaluate(model, test_x, test_y)
+            test_loss, test_acc = evaluate(model, test_x, test_y, mean=data.spec.mean, std=data.spec.std)
             seconds = time.perf_counter() - t0 - paused
             elapsed += seconds
             history.append(EpochMetrics(epoch, loss_sum / seen, correct / seen, test_loss, test_acc, seconds))

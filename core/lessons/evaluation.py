@@ -7,16 +7,16 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from core.engine.data import CLASS_NAMES, load_dataset, normalize
+from core.engine.data import load_dataset, normalize
 from core.engine.models import MLP
 
 
 @dataclass(frozen=True)
 class EvalReport:
     class_names: tuple[str, ...]
-    confusion: np.ndarray  # (10, 10) counts, rows = true class, columns = predicted
+    confusion: np.ndarray  # (k, k) counts, rows = true class, columns = predicted
     accuracy: float
-    per_class_accuracy: np.ndarray  # (10,)
+    per_class_accuracy: np.ndarray  # (k,)
     mistakes: tuple["Mistake", ...]  # misclassified test images, highest loss first
 
 
@@ -33,15 +33,17 @@ class Mistake:
 @torch.inference_mode()
 def evaluate_model(model: MLP, dataset: str = "mnist", data_dir: str | None = None, max_mistakes: int = 48) -> EvalReport:
     data = load_dataset(dataset, data_dir)
+    spec, k = data.spec, data.spec.num_classes
     model = model.cpu().eval()  # BN uses its running statistics
     x, y = data.test_x, data.test_y
-    probs = torch.cat([model.probabilities(normalize(x[i:i + 1000])) for i in range(0, len(x), 1000)])  # (N, 10)
+    probs = torch.cat([model.probabilities(normalize(x[i:i + 1000], spec.mean, spec.std))
+                       for i in range(0, len(x), 1000)])  # (N, k)
     pred = probs.argmax(1)
     losses = F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="none")  # per-image cross-entropy
-    confusion = torch.bincount(y * 10 + pred, minlength=100).reshape(10, 10).numpy()
+    confusion = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).numpy()
     per_class = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
     wrong = (pred != y).nonzero().flatten()
     worst = wrong[losses[wrong].argsort(descending=True)][:max_mistakes]
     mistakes = tuple(Mistake(int(i), x[i].numpy(), int(y[i]), int(pred[i]), float(probs[i, pred[i]]), float(losses[i]))
                      for i in worst)
-    return EvalReport(CLASS_NAMES[dataset], confusion, float((pred == y).float().mean()), per_class, mistakes)
+    return EvalReport(spec.class_names, confusion, float((pred == y).float().mean()), per_class, mistakes)

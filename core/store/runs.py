@@ -26,8 +26,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from core.engine.config import TrainConfig
-from core.engine.data import TRAIN_SIZE, num_batches
+from core.engine.config import TrainConfig, config_from_dict
+from core.engine.data import dataset_spec, num_batches
 from core.engine.models import MLP
 from core.engine.snapshot import LIVE_STATUSES, EpochMetrics, RunSnapshot
 from core.engine.trainer import Trainer
@@ -155,7 +155,7 @@ class RunStore:
     # --- reading ----------------------------------------------------------------------
     def _read_run(self, d: Path) -> RunInfo:
         meta = json.loads((d / "config.json").read_text())
-        config = TrainConfig.from_dict(meta["config"])
+        config = config_from_dict(meta["config"])
         status, error = "stopped", None
         if (d / "status.json").exists():
             st = json.loads((d / "status.json").read_text())
@@ -163,7 +163,7 @@ class RunStore:
         if status in LIVE_STATUSES:  # its process died while it trained
             status, error = "stopped", "interrupted: the server stopped while this run was training"
         steps, history = read_metrics(d / "metrics.jsonl")
-        steps_per_epoch = num_batches(TRAIN_SIZE, config.batch_size, config.max_batches)
+        steps_per_epoch = num_batches(dataset_spec(config.dataset).train_size, config.batch_size, config.max_batches)
         snap = RunSnapshot(status=status, error=error, epoch=len(history), epochs=config.epochs,
                            step=steps[-1][0] if steps else 0, steps_per_epoch=steps_per_epoch,
                            step_losses=tuple(steps), history=tuple(history),

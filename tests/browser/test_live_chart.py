@@ -12,7 +12,11 @@ POINTS = """() => {
 
 def test_loss_chart_grows_by_itself_and_screenshot(server, browser_page):
     page = browser_page
-    page.goto(f"{server}/train")
+    page.goto(f"{server}/train")  # the server's first request is a direct page URL (ui/navigation.py)
+    page.get_by_role("heading", name="Train a network").wait_for(timeout=30_000)
+    nav = page.get_by_test_id("stSidebarNav")
+    for title in ("Runs & evaluation", "BatchNorm lab", "Draw a digit"):  # app.py's titles, not file names
+        nav.get_by_text(title).wait_for(timeout=10_000)
     page.get_by_role("button", name="Start").click()
     page.wait_for_function(f"({POINTS})() > 0", timeout=60_000)
     first = page.evaluate(POINTS)

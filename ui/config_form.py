@@ -1,0 +1,71 @@
+"""The run-settings form, generated from TrainConfig's fields (core/engine/config.py): one widget per field,
+so a new run option appears here with no code of its own."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import streamlit as st
+
+from core.engine import config as C
+
+
+def field_key(prefix: str, name: str) -> str:
+    return f"{prefix}_{name}"
+
+
+def log_grid(lo: float, hi: float, default: float) -> list[float]:
+    """1 and 3 per decade from lo to hi, with the default among them: a log scale to slide along."""
+    values = {default}
+    for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
+        values |= {v for v in (10.0 ** e, 3 * 10.0 ** e) if lo <= v <= hi}
+    return sorted(float(f"{v:.6g}") for v in values)
+
+
+def _widget(col, prefix: str, name: str, default: Any, opt: C.Option, values: dict[str, Any]) -> Any:
+    key, label = field_key(prefix, name), opt.label
+    if opt.kind == "choice":
+        choices = list(opt.choices())
+        return col.selectbox(label, choices, index=choices.index(default) if default in choices else 0, key=key,
+                             format_func=opt.choice_label or str, help=opt.help)
+    if opt.kind == "bool":
+        return col.toggle(label, value=default, key=key, help=opt.help)
+    if opt.kind == "int":
+        return int(col.number_input(label, int(opt.lo), int(opt.hi), default, step=1, key=key, help=opt.help))
+    if opt.kind == "optional_int":
+        n = int(col.number_input(label, 0, int(opt.hi), default or 0, step=1, key=key, help=opt.help))
+        return n or None
+    if opt.kind == "float" and opt.log:
+        return float(col.select_slider(label, log_grid(opt.lo, opt.hi, default), value=default, key=key,
+                                       format_func=lambda v: f"{v:g}", help=opt.help + " (log scale)"))
+    if opt.kind == "float":
+        return float(col.number_input(label, float(opt.lo), float(opt.hi), float(default), step=0.001, format="%.4g",
+                                      key=key, help=opt.help))
+    if opt.kind == "sizes":
+        text = col.text_input(label, ", ".join(map(str, default)), key=key, help=opt.help)
+        return opt.parse(name, text)  # ValueError names the field
+    raise TypeError(f"no widget for option kind {opt.kind!r} ({name})")
+
+
+def config_form(prefix: str, columns: int = 4, fixed: dict[str, Any] | None = None) -> C.TrainConfig | None:
+    """Widgets for every TrainConfig field not in `fixed`, in a grid; the config, or None after showing what is
+    wrong. A field whose `applies` says it does not matter for the other values is not shown."""
+    values: dict[str, Any] = dict(fixed or {})
+    errors = []
+    cols = st.columns(columns)
+    shown = 0
+    for name, default, opt in C.config_options():
+        if name in values or (opt.applies is not None and not opt.applies(values)):
+            continue
+        try:
+            values[name] = _widget(cols[shown % columns], prefix, name, default, opt, values)
+        except ValueError as e:
+            errors.append(str(e))
+        shown += 1
+    if not errors:
+        try:
+            return C.make_config(values)
+        except ValueError as e:
+            errors.append(str(e))
+    st.error("Cannot start: " + "; ".join(errors))
+    return None
