@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from core.drawing.preprocess import center_of_mass, preprocess
+from core.drawing.preprocess import CENTRE, center_of_mass, preprocess
 
 
 def canvas(strokes, width=18, size=280, opaque=False):
@@ -24,7 +24,7 @@ def test_centre_of_mass_at_centre(width):
     p = preprocess(canvas(SEVEN, width))
     assert not p.blank and p.centered.shape == (28, 28) and p.centered.dtype == np.uint8
     r, c = center_of_mass(p.centered)
-    assert abs(r - 13.5) <= 0.5 and abs(c - 13.5) <= 0.5
+    assert abs(r - CENTRE) <= 0.5 and abs(c - CENTRE) <= 0.5
     assert max(p.scaled.shape) == 20
 
 
@@ -62,3 +62,18 @@ def test_model_input_normalised_like_training():
 def test_bad_shape_is_clear():
     with pytest.raises(ValueError, match="image"):
         preprocess(np.zeros((28, 28)))
+
+
+def test_centre_is_where_mnist_puts_it(data_dir):
+    """The preprocessing moves the centre of mass to where MNIST's own digits have it, computed from the data."""
+    import torch
+
+    from core.engine.data import load_dataset
+
+    x = load_dataset("mnist", data_dir).train_x.double()  # (60000, 28, 28)
+    idx = torch.arange(28, dtype=torch.float64)
+    mass = x.sum((1, 2))
+    rows = (x.sum(2) * idx).sum(1) / mass
+    cols = (x.sum(1) * idx).sum(1) / mass
+    assert abs(rows.mean().item() - CENTRE) < 0.05 and abs(cols.mean().item() - CENTRE) < 0.05
+    assert ((rows - CENTRE).abs() <= 0.5).float().mean() > 0.99  # not 13.5, the middle of the field

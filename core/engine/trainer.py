@@ -102,6 +102,7 @@ class Trainer:
         self._lock = threading.Lock()
         self._snap = RunSnapshot(epochs=config.epochs, device=str(self.device))
         self._stop = threading.Event()
+        self._end: tuple[str, str | None] = ("stopped", None)  # final status and message when stopped
         self._resume = threading.Event()
         self._resume.set()
         self._thread = threading.Thread(target=self._run, name="trainer", daemon=True)
@@ -123,7 +124,10 @@ class Trainer:
     def resume(self) -> None:
         self._resume.set()
 
-    def stop(self) -> None:
+    def stop(self, status: str = "stopped", reason: str | None = None) -> None:
+        """End the run within one batch; its final status is `status` ("stopped", or "pruned" by a tuning
+        study, "diverged"), with `reason` as its message."""
+        self._end = (status, reason)
         self._stop.set()
         self._resume.set()  # a paused run must wake up to stop
 
@@ -159,9 +163,9 @@ class Trainer:
             self._set_status("running")
             data = load_dataset(self.config.dataset, self.data_dir)
             self._train(data)
-            self._set_status("stopped" if self._stop.is_set() else "finished")
+            self._set_status(*self._end) if self._stop.is_set() else self._set_status("finished")
         except _StoppedWhileQueued:
-            self._set_status("stopped")
+            self._set_status(*self._end)
         except Exception as e:  # the thread must never die silently
             self._set_status("failed", f"{type(e).__name__}: {e}")
         if self.listener:
