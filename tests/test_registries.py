@@ -1,0 +1,106 @@
+"""One source of truth: a dataset, an optimizer or a run option added in one place appears in the CLI's
+--help, on the Train page and in the Runs table with no other code (issue: 'a two-file change')."""
+import dataclasses
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import core.engine.config as C
+from core.engine.data import DATASETS, DatasetSpec
+from core.engine.optimizers import OPTIMIZERS, OptimizerSpec
+from tests.waiting import wait_until
+from ui import keys as K
+
+
+def cli_help(capsys) -> str:
+    from core.train import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    return capsys.readouterr().out
+
+
+def train_page(app_env):
+    at = AppTest.from_file("../app.py", default_timeout=120).run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def runs_table(app_env, config) -> list[dict]:
+    """Train a tiny run with `config`, then read the Runs page's table."""
+    from ui.registry import get_store
+
+    store = get_store()
+    run = store.start(config)
+    wait_until(lambda: not store.get(run.id).live, 120, what="the tiny run")
+    assert store.get(run.id).snapshot.status == "finished", store.get(run.id).snapshot.error
+    at = AppTest.from_file("../app.py", default_timeout=120).run()
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception, at.exception
+    return at.dataframe[0].value.to_dict("records")
+
+
+def test_a_new_dataset_is_one_registry_entry(app_env, monkeypatch, capsys):
+    mnist = DATASETS["mnist"]
+    monkeypatch.setitem(DATASETS, "mnist-copy", dataclasses.replace(mnist, name="mnist-copy", label="MNIST, a copy"))
+    assert "mnist-copy" in cli_help(capsys)
+    assert "MNIST, a copy" in train_page(app_env).selectbox(key=K.TRAIN_DATASET).options  # options as labelled
+    rows = runs_table(app_env, C.TrainConfig(dataset="mnist-copy", epochs=1, max_batches=3))
+    assert rows[0]["Dataset"] == "mnist-copy"
+
+
+def test_a_new_optimizer_is_one_registry_entry(app_env, monkeypatch, capsys):
+    spec = OptimizerSpec("adagrad", "Adagrad", (), lambda params, c: torch.optim.Adagrad(params, lr=c.lr))
+    monkeypatch.setitem(OPTIMIZERS, "adagrad", spec)
+    assert "adagrad" in cli_help(capsys)
+    page = train_page(app_env)
+    assert "Adagrad" in page.selectbox(key=K.TRAIN_OPTIMIZER).options
+    page.selectbox(key=K.TRAIN_OPTIMIZER).set_value("adagrad").run()
+    assert "train_beta1" not in {w.key for w in page.number_input}  # Adagrad reads none of Adam's fields
+    rows = runs_table(app_env, C.TrainConfig(optimizer="adagrad", epochs=1, max_batches=3))
+    assert rows[0]["Optimizer"] == "adagrad" and rows[0]["Adam β1"] == "–"  # Adam's fields do not apply
+
+
+def test_a_new_run_option_is_one_field(app_env, monkeypatch, capsys):
+    extended = dataclasses.make_dataclass(
+        "TrainConfig",
+        [("label_smoothing", float, C.option(0.0, "Label smoothing", "share of the target spread over the other "
+                                             "classes", "float", lo=0.0, hi=0.5))],
+        bases=(C.TrainConfig,), frozen=True)
+    monkeypatch.setattr(C, "TrainConfig", extended)
+    assert "--label-smoothing" in cli_help(capsys)
+    page = train_page(app_env)
+    assert page.number_input(key="train_label_smoothing").value == 0.0
+    rows = runs_table(app_env, extended(label_smoothing=0.1, epochs=1, max_batches=3))
+    assert rows[0]["Label smoothing"] == "0.1"
+
+
+def test_optimizer_fields_show_only_where_they_apply(app_env):
+    page = train_page(app_env)
+    keys = {w.key for w in page.number_input}
+    assert "train_beta1" in keys and "train_momentum" not in keys  # Adam is the default
+    page.selectbox(key=K.TRAIN_OPTIMIZER).set_value("sgd").run()
+    keys = {w.key for w in page.number_input}
+    assert "train_momentum" in keys and "train_beta1" not in keys
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_every_registered_optimizer_trains(name, data_dir):
+    from core.engine.trainer import Trainer
+
+    t = Trainer(C.TrainConfig(optimizer=name, lr=0.01 if name == "sgd" else 1e-3, epochs=1, max_batches=30),
+                data_dir=data_dir).start()
+    t.join(120)
+    s = t.snapshot
+    assert s.status == "finished", s.error
+    assert s.step_losses[-1][1] < s.step_losses[0][1]  # it learns
+
+
+def test_adam_exposes_its_betas_and_epsilon():
+    from core.engine.optimizers import FusedAdam, build_optimizer
+
+    model = torch.nn.Linear(3, 2)
+    opt = build_optimizer(model.parameters(), C.TrainConfig(beta1=0.5, beta2=0.9, eps=1e-6))
+    assert isinstance(opt, FusedAdam) and opt.betas == (0.5, 0.9) and opt.eps == 1e-6
