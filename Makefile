@@ -25,9 +25,11 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_busy.py
 
 bench-quick: setup
 	$(PY) benchmarks/bench_train.py --quick
+	$(PY) benchmarks/bench_busy.py --quick
 
 bench-cpu: setup
 	$(PY) benchmarks/bench_cpu_effects.py

@@ -3,11 +3,15 @@ while headless Chromium shows the live Train page; for the course pipeline and f
 under each CPU threading policy (core/engine/cpu.py).
 
     .venv/bin/python benchmarks/bench_busy.py            # 3 repetitions of everything
-    .venv/bin/python benchmarks/bench_busy.py --quick    # 2 repetitions, fewer batches, no browser case
+    .venv/bin/python benchmarks/bench_busy.py --quick    # 2 repetitions of 150 batches, one browser run a policy
 
 Each measurement is a fresh process training one BN epoch capped at --batches batches, plus the test
 evaluation. The collapse this guards against is erratic, so every row reports the worst repetition as well
 as the median, and the slowdown against the idle case measured in the same invocation.
+
+The browser case is the dashboard itself: a Streamlit server (with the policy in CPU_THREADS) and headless
+Chromium showing its Train page, where the run is started with the page's own widgets and the page polls it
+once a second; the epoch time is read from the run's metrics file.
 """
 from __future__ import annotations
 
@@ -78,6 +82,77 @@ def run_condition(name: str, repeats: int, batches: int, data_dir: str, results:
         print(f"  {name}: repetition {rep + 1}/{repeats} done", file=sys.stderr)
 
 
+def browser_epoch(policy: str | None, batches: int, data_dir: str) -> float:
+    """One epoch trained by the dashboard's server while Chromium shows the live Train page."""
+    import socket
+    import tempfile
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+        env.update(RUNS_DIR=f"{tmp}/runs", DATA_DIR=data_dir, DRAWINGS_DIR=f"{tmp}/drawings")
+        if policy:
+            env["CPU_THREADS"] = policy
+        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                                   "--server.address", "127.0.0.1", "--server.headless", "true",
+                                   "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(300):
+                try:
+                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                        break
+                except OSError:
+                    time.sleep(0.2)
+            with sync_playwright() as p:
+                ctx = p.chromium.launch_persistent_context(
+                    f"{tmp}/chrome", executable_path="/usr/bin/chromium", headless=True,
+                    args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+                    viewport={"width": 1400, "height": 900})
+                page = ctx.new_page()
+                page.goto(f"{url}/train")
+                for label, value in (("Epochs", "1"), ("Batches per epoch (0 = all)", str(batches))):
+                    box = page.get_by_label(label, exact=True)
+                    box.fill(value)
+                    box.press("Enter")
+                    page.wait_for_timeout(500)
+                page.get_by_text("BatchNorm", exact=True).click()
+                page.wait_for_timeout(500)
+                page.get_by_role("button", name="Start").click()
+                metrics = None
+                for _ in range(6000):  # the page polls the run meanwhile
+                    found = list(Path(tmp, "runs").glob("*/metrics.jsonl"))
+                    lines = [json.loads(x) for x in found[0].read_text().splitlines() if '"epoch"' in x] if found else []
+                    if lines:
+                        metrics = lines[0]
+                        config = json.loads(found[0].with_name("config.json").read_text())["config"]
+                        assert (config["batch_norm"], config["epochs"], config["max_batches"]) == (True, 1, batches), config
+                        break
+                    time.sleep(0.1)
+                ctx.close()
+        finally:
+            server.terminate()
+            server.wait(30)
+    if metrics is None:
+        raise RuntimeError("the dashboard's run did not finish its epoch")
+    return metrics["seconds"]
+
+
+def run_browser(repeats: int, batches: int, data_dir: str, results: dict) -> None:
+    for rep in range(repeats):
+        for label, case, policy in cases():
+            if case != "original":  # the course pipeline is not what the dashboard runs
+                results.setdefault(("browser", label), []).append(browser_epoch(policy, batches, data_dir))
+        print(f"  browser: repetition {rep + 1}/{repeats} done", file=sys.stderr)
+
+
 def report(results: dict, conditions: list[str]) -> None:
     print(f"\n{'case':<46}" + "".join(f"{c:>26}" for c in conditions))
     for label, _, _ in cases():
@@ -106,6 +181,7 @@ def main() -> None:
     p.add_argument("--policies", default="", help="CPU_THREADS values to compare, comma separated")
     p.add_argument("--case", default="trainer", help="bench_train.py case for the project trainer")
     p.add_argument("--no-bn", action="store_true")
+    p.add_argument("--no-browser", action="store_true", help="skip the Chromium + Train page case")
     a = p.parse_args()
     global BN, TRAINER_CASE
     BN, TRAINER_CASE = not a.no_bn, a.case
@@ -121,6 +197,9 @@ def main() -> None:
         conditions.append(name)
         with hogs(n):
             run_condition(name, repeats, batches, a.data_dir, results)
+    if not a.no_browser and Path("/usr/bin/chromium").exists():
+        conditions.append("browser")
+        run_browser(1 if a.quick else repeats, batches, a.data_dir, results)
     report(results, conditions)
 
 
