@@ -2,8 +2,10 @@
 import streamlit as st
 
 from core import TrainConfig, WeightsError
-from core.lessons.batchnorm import (LR_SWEEP, bn_parameters, group_runs, noise_verdict, seconds_per_step, start_lr_sweep,
-                        start_twins, summarize_arm, train_vs_eval)
+from core.lessons.batchnorm import (DEFAULT_SEEDS, LR_SWEEP, MAX_SEEDS, MIN_SEEDS_FOR_VERDICT, LabGroup, bn_parameters,
+                                    group_runs, lab_groups, noise_verdict, read_probe, seconds_per_step, seed_pairs,
+                                    standard_normal_percentiles, start_lr_sweep, start_twins, summarize_arm,
+                                    train_vs_eval)
 from core.engine.data import dataset_spec, num_batches
 from ui import keys as K
 from ui.figures import arm_band_figure, bar_figure, line_figure, percentile_figure
@@ -17,16 +19,22 @@ store = get_store()
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
     epochs = c1.number_input("Epochs", 1, 30, 5, key=K.BN_EPOCHS)
-    k = c2.number_input("Seeds per arm", 1, 5, 2, key=K.BN_SEEDS, help="Seeds 0..k-1; the page shows mean and band.")
+    k = c2.number_input("Seeds per arm", 1, MAX_SEEDS, DEFAULT_SEEDS, key=K.BN_SEEDS,
+                        help=f"Seeds 0..k-1; the page shows mean and band. Telling BN's effect from seed-to-seed "
+                             f"noise takes at least {MIN_SEEDS_FOR_VERDICT} seeds per arm.")
     lr = c3.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-3, key=K.BN_LR, format_func=lambda v: f"{v:g}")
     mb = c4.number_input("Batches per epoch (0 = all)", 0, 938, 0, key=K.BN_MAX_BATCHES)
     base = TrainConfig(epochs=int(epochs), lr=float(lr), max_batches=int(mb) or None)
     steps = base.epochs * num_batches(dataset_spec(base.dataset).train_size, base.batch_size, base.max_batches) * 2 * int(k)
-    st.caption(f"{2 * int(k)} runs, one after another: about {steps * seconds_per_step(store) / 60:.1f} min on this machine.")
+    note = "" if int(k) >= MIN_SEEDS_FOR_VERDICT else (
+        f" With {int(k)} seed(s) per arm the page shows the differences but gives no verdict on noise "
+        f"(that takes {MIN_SEEDS_FOR_VERDICT}).")
+    st.caption(f"{2 * int(k)} runs, one after another: about {steps * seconds_per_step(store) / 60:.1f} min on this machine."
+               + note)
     if st.button("Train twins", key=K.BN_START, type="primary"):
         st.session_state[K.BN_GROUP] = start_twins(store, base, list(range(int(k))))
 
-groups = sorted({r.group for r in store.list() if r.group and r.group.startswith("twins-")}, reverse=True)
+groups = lab_groups(store, LabGroup.TWINS)
 if not groups:
     st.info("No twin runs yet: press **Train twins**. Fewer batches per epoch make a quick first try.")
     st.stop()
@@ -42,6 +50,21 @@ group = st.selectbox("Twin set", groups, key=K.BN_GROUP, format_func=group_label
 live_now = any(r.live for r in group_runs(store, group))
 
 
+def summary_rows(summaries: dict) -> list[dict]:
+    rows = []
+    for arm, s in summaries.items():
+        row = {"arm": arm, "runs": s.runs,
+               "final test acc": f"{s.final_mean:.2%} ± {s.final_sd:.2%}" if s.final_mean is not None else "–",
+               "highest test acc (epoch picked on the test set)": f"{s.best_mean:.2%}" if s.best_mean is not None else "–",
+               "s / epoch": f"{s.seconds_per_epoch:.2f}" if s.seconds_per_epoch else "–"}
+        for t, (ep, sec, n) in s.reach.items():
+            runs = len(s.final_acc)
+            row[f"to {t:.0%}: epochs"] = f"{ep:.1f} ({n} of {runs} runs)" if n else f"not reached (0 of {runs})"
+            row[f"to {t:.0%}: seconds"] = f"{sec:.1f} (mean of the {n} that got there)" if n else "–"
+        rows.append(row)
+    return rows
+
+
 @st.fragment(run_every=1.0 if live_now else None)
 def comparison() -> None:
     runs = group_runs(store, group)
@@ -55,78 +78,125 @@ def comparison() -> None:
     c1, c2 = st.columns(2)
     c1.plotly_chart(arm_band_figure(arms, "loss"), key="bn_loss", width="stretch")
     c2.plotly_chart(arm_band_figure(arms, "test_acc"), key="bn_acc", width="stretch")
-    summaries = {arm: summarize_arm(snaps) for arm, snaps in arms.items()}
-    rows = []
-    for arm, s in summaries.items():
-        row = {"arm": arm, "runs": s.runs,
-               "final test acc": f"{s.final_mean:.2%} ± {s.final_sd:.2%}" if s.final_mean is not None else "–",
-               "best test acc": f"{max(s.best_acc):.2%}" if s.best_acc else "–",
-               "s / epoch": f"{s.seconds_per_epoch:.2f}" if s.seconds_per_epoch else "–"}
-        for t, (ep, sec, n) in s.reach.items():
-            row[f"to {t:.0%}: epochs"] = f"{ep:.1f} ({n}/{len(s.final_acc)})" if ep else "not reached"
-            row[f"to {t:.0%}: seconds"] = f"{sec:.1f}" if sec else "–"
-        rows.append(row)
-    st.dataframe(rows, hide_index=True)
-    st.markdown(noise_verdict(summaries["BN"], summaries["no-BN"]))
+    st.dataframe(summary_rows({arm: summarize_arm(snaps) for arm, snaps in arms.items()}), hide_index=True)
+    st.caption("Final: the last epoch. *Highest*: each run's best epoch, mean over seeds; the epoch is chosen by "
+               "looking at the test set, so it overstates what a model picked without the test set would score.")
+    st.markdown(noise_verdict(seed_pairs(runs)))
     if live_now and not any(r.live for r in group_runs(store, group)):
         st.rerun(scope="app")
 
 
 comparison()
 runs = group_runs(store, group)
-bn_run = next((r for r in runs if r.config.batch_norm and r.snapshot.history), None)
-plain_run = next((r for r in runs if not r.config.batch_norm and r.snapshot.history and r.config.seed == (bn_run.config.seed if bn_run else 0)), None)
+first_seed = min(r.config.seed for r in runs)
+inside_runs = {("BN" if r.config.batch_norm else "no-BN"): r for r in runs if r.config.seed == first_seed}
+inside_live = any(r.live for r in inside_runs.values())
 
 st.header("Inside the network")
-probes = {label: store.probes(r.id) for label, r in (("BN", bn_run), ("no-BN", plain_run)) if r is not None}
-probes = {k: v for k, v in probes.items() if v and v["records"]}
-if not probes:
-    st.info("The inside view appears once the first seed's runs have trained a few steps.")
-else:
-    n_layers = len(next(iter(probes.values()))["records"][0]["pre"])
-    layer = st.radio("Hidden layer", list(range(n_layers)), horizontal=True, key=K.BN_LAYER,
-                     format_func=lambda i: f"{i + 1} ({runs[0].config.hidden[i]} units)")
+
+
+def percentile_view(probes: dict, layer: int, units: int) -> int:
+    """The percentile chart for one unit or the pooled layer; returns the unit chosen."""
+    pooled = "all units of the layer pooled"
+    views = (["one unit (as in Ioffe & Szegedy, figure 1)"] if units else []) + [pooled]
+    c1, c2 = st.columns([3, 1])
+    view = c1.radio("Percentiles of", views, horizontal=True, key=K.BN_PCT_VIEW)
+    unit = c2.selectbox("Unit", list(range(units)), key=K.BN_UNIT, format_func=lambda u: f"unit {u}") if units else 0
     panels = {}
     for label, p in probes.items():
-        steps = [r["step"] for r in p["records"]]
-        panels[f"{label}: Linear output" + (" (before BN)" if label == "BN" else "")] = (steps, [r["pre"][layer] for r in p["records"]])
-        if p["batch_norm"]:
-            panels["BN: after BN"] = (steps, [r["post"][layer] for r in p["records"]])
-    st.plotly_chart(percentile_figure(panels, f"Pre-activation percentiles (15th / 50th / 85th), layer {layer + 1}"),
+        samples = p.layer(layer)
+        name = f"{label}: Linear output" + (" (before BN)" if p.batch_norm else "")
+        panels[name] = (p.steps, [s.pre if view == pooled else s.pre_units[unit] for s in samples])
+        if p.batch_norm:
+            panels["BN: after BN"] = (p.steps, [s.post if view == pooled else s.post_units[unit] for s in samples])
+    what = f"all {runs[0].config.hidden[layer]} units pooled" if view == pooled else f"unit {unit}, over each batch"
+    st.plotly_chart(percentile_figure(panels, f"15th / 50th / 85th percentiles, layer {layer + 1}: {what}"),
                     key="bn_percentiles", width="stretch")
-    grads = {f"{label}": [r["grad"][layer] for r in p["records"]] for label, p in probes.items()}
-    steps = [r["step"] for r in next(iter(probes.values()))["records"]]
-    m = min(len(v) for v in grads.values())
+    if view == pooled:
+        lo, _, hi = standard_normal_percentiles()
+        st.caption(f"Pooled over every unit: BN standardises each unit on its own batch, so pooled percentiles after "
+                   f"BN sit near those of a standard normal ({lo:+.2f} … {hi:+.2f}) largely by construction, until γ "
+                   "and β move away from 1 and 0. Ioffe & Szegedy follow one unit: choose *one unit* to see that view.")
+    if "BN" in probes:
+        last = probes["BN"].records[-1]
+        s = last.layers[layer]
+        pre, post = (s.pre, s.post) if view == pooled else (s.pre_units[unit], s.post_units[unit])
+        st.markdown(f"At step {last.step} the middle 70% of layer {layer + 1}'s pre-activations "
+                    f"({what}) span {pre[0]:+.2f} … {pre[2]:+.2f} before BN and {post[0]:+.2f} … {post[2]:+.2f} after it.")
+    return unit
+
+
+def bn_statistics_view(p, layer: int, unit: int) -> None:
+    samples = p.layer(layer)
+    if not samples[0].running_mean:
+        return
+    u = unit if unit < len(samples[0].running_mean) else 0
     c1, c2 = st.columns(2)
-    c1.plotly_chart(line_figure(steps[:m], {k: v[:m] for k, v in grads.items()}, f"‖∂L/∂W‖, layer {layer + 1}", "step", "norm"),
+    c1.plotly_chart(line_figure(p.steps, {"batch mean": [s.batch_mean[u] for s in samples],
+                                          "running_mean": [s.running_mean[u] for s in samples]},
+                                f"BN layer {layer + 1}, unit {u}: mean", "step", "mean"), key="bn_stats_mean", width="stretch")
+    if samples[0].batch_var:
+        c2.plotly_chart(line_figure(p.steps, {"batch variance, unbiased (÷ (B − 1))": [s.batch_var[u] for s in samples],
+                                              "running_var": [s.running_var[u] for s in samples]},
+                                    f"BN layer {layer + 1}, unit {u}: variance", "step", "variance"),
+                        key="bn_stats_var", width="stretch")
+        st.caption("Like with like: PyTorch updates running_var with the *unbiased* batch variance (divided by B − 1), "
+                   "while it normalises the batch with the biased one (divided by B). Both curves here are what the "
+                   f"running average is built from and what it holds; each step running ← (1 − m)·running + m·batch "
+                   f"with this model's momentum m = {p.momentum:g}. The running curve trails the batch curve because it "
+                   "averages the recent batches.")
+    else:
+        c2.caption("This run's probe was recorded by an older version that stored the biased batch variance, which is "
+                   "not comparable with running_var: train a new twin set to see the variance.")
+
+
+@st.fragment(run_every=2.0 if inside_live else None)
+def inside_view() -> None:
+    if inside_live and not any(store.get(r.id).live for r in inside_runs.values()):
+        st.rerun(scope="app")  # the first seed's twins ended: redraw once, without polling
+    probes = {label: p for label, r in inside_runs.items() if (p := read_probe(store.probes(r.id)))}
+    if not probes:
+        st.info(f"The inside view appears as soon as seed {first_seed}'s first run has taken its first training step "
+                "(the probe samples step 1 and every 25th step); it fills in while the twins train.")
+        return
+    n_layers = len(next(iter(probes.values())).records[0].layers)
+    layer = st.radio("Hidden layer", list(range(n_layers)), horizontal=True, key=K.BN_LAYER,
+                     format_func=lambda i: f"{i + 1} ({runs[0].config.hidden[i]} units)")
+    units = min(p.units for p in probes.values())
+    unit = percentile_view(probes, layer, units)
+    grads = {label: [s.grad_norm for s in p.layer(layer)] for label, p in probes.items()}
+    steps = next(iter(probes.values())).steps
+    m = min(len(v) for v in grads.values())
+    st.plotly_chart(line_figure(steps[:m], {k: v[:m] for k, v in grads.items()}, f"‖∂L/∂W‖, layer {layer + 1}", "step", "norm"),
                     key="bn_grads", width="stretch")
     if "BN" in probes:
-        recs = probes["BN"]["records"]
-        c2.plotly_chart(line_figure([r["step"] for r in recs], {
-            "batch mean": [r["bn"][layer][0] for r in recs], "running mean": [r["bn"][layer][2] for r in recs],
-            "batch variance": [r["bn"][layer][1] for r in recs], "running variance": [r["bn"][layer][3] for r in recs]},
-            f"BN layer {layer + 1}, feature 0: batch statistics vs running averages", "step", "value"),
-            key="bn_stats", width="stretch")
-        last = probes["BN"]["records"][-1]
-        pre, post = last["pre"][layer], last["post"][layer]
-        st.markdown(f"At step {last['step']} the middle 70% of layer {layer + 1}'s pre-activations span "
-                    f"{pre[0]:+.2f} … {pre[2]:+.2f} before BN and {post[0]:+.2f} … {post[2]:+.2f} after it.")
+        bn_statistics_view(probes["BN"], layer, unit)
+        bn = inside_runs["BN"]
+        if not store.get(bn.id).snapshot.history:
+            st.caption("Learned γ and β appear when this BN run has completed its first epoch (its weights are "
+                       "saved at the end of each epoch).")
+            return
         try:
-            params = bn_parameters(store.load_model(bn_run.id))[layer]
-            c1, c2 = st.columns(2)
-            c1.plotly_chart(bar_figure([str(i) for i in range(min(32, len(params["gamma"])))], params["gamma"][:32],
-                                       "Learned γ (first 32 features)"), key="bn_gamma", width="stretch")
-            c2.plotly_chart(bar_figure([str(i) for i in range(min(32, len(params["beta"])))], params["beta"][:32],
-                                       "Learned β (first 32 features)"), key="bn_beta", width="stretch")
+            params = bn_parameters(store.load_model(bn.id))[layer]
         except WeightsError as e:
             st.warning(str(e))
+            return
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(bar_figure([str(i) for i in range(min(32, len(params["gamma"])))], params["gamma"][:32],
+                                   "Learned γ (first 32 features)"), key="bn_gamma", width="stretch")
+        c2.plotly_chart(bar_figure([str(i) for i in range(min(32, len(params["beta"])))], params["beta"][:32],
+                                   "Learned β (first 32 features)"), key="bn_beta", width="stretch")
+
+
+inside_view()
+bn_run = next((r for r in runs if r.config.batch_norm and r.snapshot.history), None)
 
 st.header("Train mode vs eval mode")
 st.markdown("In train mode BN normalises with the statistics of the current batch; in eval mode with the running "
             "averages it learned. A single drawn digit is a batch of one: its own mean is itself, so train mode "
             "would erase it — that is why the Draw page classifies in eval mode.")
 if bn_run is None:
-    st.info("Needs a BN run that finished an epoch.")
+    st.info("Needs a BN run that completed an epoch.")
 else:
     if st.button("Classify 512 test images both ways", key=K.BN_MODES):
         with st.spinner("Classifying…"):
@@ -149,7 +219,7 @@ st.markdown(f"BN is said to tolerate larger learning rates. This trains both arm
             f"for 150 batches each ({len(LR_SWEEP) * 2} runs): about **{sweep_steps * seconds_per_step(store):.0f} s** on this machine.")
 if st.button("Run the sweep", key=K.BN_SWEEP_START):
     st.session_state[K.BN_SWEEP_GROUP] = start_lr_sweep(store, sweep_cfg)
-sweeps = sorted({r.group for r in store.list() if r.group and r.group.startswith("lr-sweep-")}, reverse=True)
+sweeps = lab_groups(store, LabGroup.LR_SWEEP)
 if sweeps:
     sweep = st.session_state.get(K.BN_SWEEP_GROUP) if st.session_state.get(K.BN_SWEEP_GROUP) in sweeps else sweeps[0]
     sweep_live = any(r.live for r in group_runs(store, sweep))

@@ -7,8 +7,10 @@ import math
 import statistics
 import threading
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from enum import Enum
 from functools import partial
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -20,77 +22,213 @@ from core.engine.models import MLP
 from core.store.runs import RunInfo, RunStore
 from core.engine.snapshot import RunSnapshot
 
-QUANTILES = (0.15, 0.50, 0.85)  # as in Ioffe & Szegedy (2015), figure 1
+QUANTILES = (0.15, 0.50, 0.85)  # the percentiles of Ioffe & Szegedy (2015), figure 1
 MAX_QUANTILE_ELEMENTS = 1 << 20  # torch.quantile refuses huge inputs; a strided sample is plenty
+PROBED_UNITS = 8  # units 0..7 of each hidden layer are followed one by one (the paper follows one typical unit)
+PROBE_VERSION = 2  # 1: records by position (before named records); read by read_probe all the same
+
+Percentiles = tuple[float, float, float]  # 15th, 50th, 85th
+
+
+def standard_normal_percentiles() -> list[float]:
+    """QUANTILES of N(0, 1): where the percentiles of a standardised unit sit (about -1.04, 0, +1.04)."""
+    return [statistics.NormalDist().inv_cdf(q) for q in QUANTILES]
 
 
 def activation_percentiles(values: torch.Tensor) -> list[float]:
-    """15th / 50th / 85th percentiles of all values of a (B, H) activation."""
+    """15th / 50th / 85th percentiles of all values of a (B, H) activation: every unit pooled."""
     flat = values.detach().float().flatten()
     if flat.numel() > MAX_QUANTILE_ELEMENTS:
         flat = flat[:: math.ceil(flat.numel() / MAX_QUANTILE_ELEMENTS)]
     return torch.quantile(flat, torch.tensor(QUANTILES, device=flat.device)).tolist()
 
 
-class BNProbe:
-    """StepProbe that samples every `every` steps (and step 1): per hidden layer the percentiles of the
-    pre-activation (Linear output) and, with BN, of the BN output; the weight-gradient norm; and for
-    feature 0 of each BN layer the batch mean / variance against the running mean / variance."""
+def unit_percentiles(values: torch.Tensor, units: int = PROBED_UNITS) -> list[list[float]]:
+    """Per unit, the 15th / 50th / 85th percentiles over the batch of the first `units` columns of a (B, H)
+    activation: the distribution one unit sees, as in Ioffe & Szegedy's figure 1."""
+    cols = values.detach().float()[:, :units]  # (B, units)
+    q = torch.quantile(cols, torch.tensor(QUANTILES, device=cols.device), dim=0)  # (3, units)
+    return q.T.tolist()
 
-    def __init__(self, every: int = 25) -> None:
-        self.every = every
+
+# --- the probe and its records -----------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerSample:
+    """One hidden layer at one sampled step. `*_units[u]` and the batch statistics are for unit u of the
+    first PROBED_UNITS units; `pre` and `post` pool every unit of the layer."""
+    grad_norm: float  # ‖∂L/∂W‖ of the layer's Linear weight
+    pre: Percentiles  # Linear output (before BN), all units pooled
+    pre_units: tuple[Percentiles, ...] = ()
+    post: Percentiles | None = None  # BN output (before ReLU), all units pooled; None without BN
+    post_units: tuple[Percentiles, ...] = ()
+    batch_mean: tuple[float, ...] = ()  # what BN normalises this batch with
+    # Unbiased (divide by B - 1): what PyTorch folds into running_var. BN itself divides by B when it
+    # normalises the batch; the two differ by B / (B - 1), 64/63 at batch 64. Empty in version-1 records.
+    batch_var: tuple[float, ...] = ()
+    running_mean: tuple[float, ...] = ()  # after this step's update
+    running_var: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    step: int
+    layers: tuple[LayerSample, ...]
+
+
+@dataclass(frozen=True)
+class ProbeData:
+    every: int
+    batch_norm: bool
+    units: int  # how many units per layer were followed one by one (0 in old records)
+    momentum: float | None  # the BN layers' running-average momentum (None without BN or in old records)
+    records: tuple[ProbeRecord, ...]
+
+    @property
+    def steps(self) -> list[int]:
+        return [r.step for r in self.records]
+
+    def layer(self, i: int) -> list[LayerSample]:
+        return [r.layers[i] for r in self.records]
+
+
+def _tuples(v) -> tuple:
+    return tuple(tuple(x) if isinstance(x, list) else x for x in v)
+
+
+def _layer_from_dict(d: dict) -> LayerSample:
+    return LayerSample(
+        grad_norm=float(d["grad_norm"]), pre=tuple(d["pre"]), pre_units=_tuples(d.get("pre_units", ())),
+        post=tuple(d["post"]) if d.get("post") is not None else None, post_units=_tuples(d.get("post_units", ())),
+        batch_mean=tuple(d.get("batch_mean", ())), batch_var=tuple(d.get("batch_var", ())),
+        running_mean=tuple(d.get("running_mean", ())), running_var=tuple(d.get("running_var", ())))
+
+
+def _layers_from_v1(r: dict) -> tuple[LayerSample, ...]:
+    """Version 1 kept lists by position: rec["bn"][layer] = [batch mean, biased batch var, running mean,
+    running var] of unit 0. The biased variance is dropped rather than shown against running_var."""
+    out = []
+    for i, pre in enumerate(r["pre"]):
+        bn = r["bn"][i] if "bn" in r else None
+        out.append(LayerSample(grad_norm=float(r["grad"][i]), pre=tuple(pre),
+                               post=tuple(r["post"][i]) if "post" in r else None,
+                               batch_mean=(bn[0],) if bn else (), running_mean=(bn[2],) if bn else (), running_var=(bn[3],) if bn else ()))
+    return tuple(out)
+
+
+def read_probe(raw: dict | None) -> ProbeData | None:
+    """What RunStore.probes returns (the probe's to_dict, live or from probes.json) as named records.
+    None when there is nothing, or nothing readable, to show."""
+    if not raw or not raw.get("records"):
+        return None
+    try:
+        if raw.get("version", 1) == 1:
+            records = tuple(ProbeRecord(int(r["step"]), _layers_from_v1(r)) for r in raw["records"])
+        else:
+            records = tuple(ProbeRecord(int(r["step"]), tuple(_layer_from_dict(l) for l in r["layers"]))
+                            for r in raw["records"])
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None  # a damaged probes.json: the lab shows everything else
+    momentum = raw.get("momentum")
+    return ProbeData(int(raw.get("every", 0)), bool(raw.get("batch_norm")), int(raw.get("units", 0)),
+                     float(momentum) if momentum is not None else None, records)
+
+
+class BNProbe:
+    """StepProbe that samples every `every` steps (and step 1). Per hidden layer: the percentiles of the
+    pre-activation (Linear output) and, with BN, of the BN output, pooled over all units and for each of the
+    first PROBED_UNITS units; the weight-gradient norm; with BN, for those units the batch mean and unbiased
+    variance against the running mean and variance."""
+
+    def __init__(self, every: int = 25, units: int = PROBED_UNITS) -> None:
+        self.every, self.units = every, units
         self._lock = threading.Lock()
         self._records: list[dict] = []
         self._current: dict | None = None
         self._bn = False
+        self._momentum: float | None = None
 
     def attach(self, model: MLP) -> None:
         self._bn = model.batch_norm
+        self._momentum = model.blocks[0][1].momentum if model.batch_norm else None
         for i, block in enumerate(model.blocks):
             block[0].register_forward_hook(partial(self._hook, i, "pre"))
             if model.batch_norm:
                 block[1].register_forward_hook(partial(self._hook, i, "post"))
 
     def before_step(self, step: int) -> None:
-        self._current = {"step": step, "pre": {}, "post": {}, "batch": {}} if step == 1 or step % self.every == 0 else None
+        self._current = {"pre": {}, "post": {}} if step == 1 or step % self.every == 0 else None
 
     def _hook(self, layer: int, kind: str, module: nn.Module, inputs, out: torch.Tensor) -> None:
         cur = self._current
         if cur is None or not module.training:  # evaluation passes are not training steps
             return
         with torch.no_grad():
-            cur[kind][layer] = activation_percentiles(out)
+            sample = {kind: activation_percentiles(out), f"{kind}_units": unit_percentiles(out, self.units)}
             if kind == "pre" and self._bn:
-                col = out[:, 0].float()  # bf16 under mixed precision
-                cur["batch"][layer] = (col.mean().item(), col.var(unbiased=False).item())
+                cols = out[:, : self.units].float()  # bf16 under mixed precision; BN computes in float32
+                sample["batch_mean"] = cols.mean(0).tolist()
+                sample["batch_var"] = cols.var(0, unbiased=True).tolist()  # what running_var averages
+            cur[kind][layer] = sample
 
     def after_backward(self, step: int, model: MLP) -> None:
         cur, self._current = self._current, None
         if cur is None:
             return
-        n = len(model.blocks)
-        rec = {"step": step, "pre": [cur["pre"][i] for i in range(n)],
-               "grad": [b[0].weight.grad.norm().item() for b in model.blocks]}
-        if self._bn:
-            rec["post"] = [cur["post"][i] for i in range(n)]
-            rec["bn"] = [[*cur["batch"][i], b[1].running_mean[0].item(), b[1].running_var[0].item()]
-                         for i, b in enumerate(model.blocks)]  # batch mean, batch var, running mean, running var
+        layers = []
+        for i, block in enumerate(model.blocks):
+            fields = {**cur["pre"][i], **cur["post"].get(i, {}), "grad_norm": block[0].weight.grad.norm().item()}
+            if self._bn:  # running statistics after this step's forward pass updated them
+                fields["running_mean"] = block[1].running_mean[: self.units].tolist()
+                fields["running_var"] = block[1].running_var[: self.units].tolist()
+            layers.append(asdict(_layer_from_dict(fields)))
         with self._lock:
-            self._records.append(rec)
+            self._records.append({"step": step, "layers": layers})
 
     def to_dict(self) -> dict:
         with self._lock:
-            return {"every": self.every, "quantiles": list(QUANTILES), "batch_norm": self._bn,
+            return {"version": PROBE_VERSION, "every": self.every, "quantiles": list(QUANTILES),
+                    "batch_norm": self._bn, "units": self.units, "momentum": self._momentum,
                     "records": list(self._records)}
 
 
+# --- the lab's run groups ------------------------------------------------------------------------
+class LabGroup(str, Enum):
+    """Runs the lab starts together share a group id "<kind>-<hex>"; the kind says what the set is."""
+    TWINS = "twins"
+    LR_SWEEP = "lr-sweep"
+
+    def new_id(self) -> str:
+        return f"{self.value}-{uuid.uuid4().hex[:6]}"
+
+    def owns(self, group: str | None) -> bool:
+        return bool(group) and group.startswith(self.value + "-")
+
+
+def lab_groups(store: RunStore, kind: LabGroup) -> list[str]:
+    """The groups of this kind in the store, newest first."""
+    newest: dict[str, float] = {}
+    for r in store.list():
+        if kind.owns(r.group):
+            newest[r.group] = max(newest.get(r.group, -math.inf), r.created)
+    return sorted(newest, key=lambda g: newest[g], reverse=True)
+
+
+def group_runs(store: RunStore, group: str) -> list[RunInfo]:
+    return sorted((r for r in store.list() if r.group == group), key=lambda r: r.created)
+
+
 # --- starting twins and sweeps ----------------------------------------------------------------
+MIN_SEEDS_FOR_VERDICT = 3  # a paired test on fewer differences says too little (see noise_verdict)
+DEFAULT_SEEDS = MIN_SEEDS_FOR_VERDICT  # the page's default, so that a first twin set can get a verdict
+MAX_SEEDS = 5
+
+
 def start_twins(store: RunStore, base: TrainConfig, seeds: list[int], probe_every: int = 25) -> str:
     """BN and no-BN runs for each seed, identical in everything else (same seed: same initial Linear
     weights and minibatch order). They run one after another, so each gets the whole CPU."""
-    if not 1 <= len(seeds) <= 5:
-        raise ValueError(f"seeds: choose 1 to 5 seeds per arm, got {len(seeds)}")
-    group, prev = "twins-" + uuid.uuid4().hex[:6], None
+    if not 1 <= len(seeds) <= MAX_SEEDS:
+        raise ValueError(f"seeds: choose 1 to {MAX_SEEDS} seeds per arm, got {len(seeds)}")
+    group, prev = LabGroup.TWINS.new_id(), None
     for seed in seeds:
         for bn in (True, False):
             cfg = replace(base, batch_norm=bn, seed=seed, double_softmax=False)
@@ -104,7 +242,7 @@ LR_SWEEP = (1e-3, 1e-2, 5e-2)
 
 
 def start_lr_sweep(store: RunStore, base: TrainConfig, lrs: tuple[float, ...] = LR_SWEEP) -> str:
-    group, prev = "lr-sweep-" + uuid.uuid4().hex[:6], None
+    group, prev = LabGroup.LR_SWEEP.new_id(), None
     for lr in lrs:
         for bn in (True, False):
             cfg = replace(base, batch_norm=bn, lr=lr, double_softmax=False)
@@ -122,16 +260,12 @@ def seconds_per_step(store: RunStore, default: float = 0.002) -> float:
     return default
 
 
-def group_runs(store: RunStore, group: str) -> list[RunInfo]:
-    return sorted((r for r in store.list() if r.group == group), key=lambda r: r.created)
-
-
 # --- summaries ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ArmSummary:
     runs: int
     final_acc: list[float]
-    best_acc: list[float]
+    best_acc: list[float]  # each run's highest test accuracy over its epochs: picked on the test set
     seconds_per_epoch: float | None
     reach: dict[float, tuple[float | None, float | None, int]]  # threshold -> (mean epochs, mean seconds, runs that reached)
 
@@ -142,6 +276,10 @@ class ArmSummary:
     @property
     def final_sd(self) -> float:
         return statistics.stdev(self.final_acc) if len(self.final_acc) > 1 else 0.0
+
+    @property
+    def best_mean(self) -> float | None:
+        return statistics.mean(self.best_acc) if self.best_acc else None
 
 
 def summarize_arm(snaps: list[RunSnapshot], thresholds: tuple[float, ...] = (0.97, 0.98)) -> ArmSummary:
@@ -161,20 +299,93 @@ def summarize_arm(snaps: list[RunSnapshot], thresholds: tuple[float, ...] = (0.9
                       statistics.mean(epochs) if epochs else None, reach)
 
 
-def noise_verdict(bn: ArmSummary, plain: ArmSummary) -> str:
-    """Plain words on whether the BN / no-BN difference in final test accuracy exceeds seed noise."""
-    if bn.final_mean is None or plain.final_mean is None:
-        return "No finished epoch in both arms yet."
-    diff = bn.final_mean - plain.final_mean
-    head = (f"Final test accuracy: BN {bn.final_mean:.2%} vs no-BN {plain.final_mean:.2%} "
-            f"({diff * 100:+.2f} points, {len(bn.final_acc)} vs {len(plain.final_acc)} seed(s)).")
-    if min(len(bn.final_acc), len(plain.final_acc)) < 2:
-        return head + " With one seed per arm the seed-to-seed noise is unknown: train 2 or more seeds to judge."
-    se = math.sqrt(bn.final_sd ** 2 / len(bn.final_acc) + plain.final_sd ** 2 / len(plain.final_acc))
-    if abs(diff) <= 2 * se:
-        return head + f" That is within seed-to-seed noise (2 standard errors = {2 * se * 100:.2f} points)."
-    better = "BN" if diff > 0 else "no-BN"
-    return head + f" {better} is ahead by more than seed-to-seed noise (2 standard errors = {2 * se * 100:.2f} points)."
+# --- is the difference more than seed noise? -----------------------------------------------------
+ALPHA = 0.05  # two-sided: how often the verdict may call a difference real when there is none
+
+
+@dataclass(frozen=True)
+class SeedPair:
+    """The twins of one seed, compared at the last epoch both completed."""
+    seed: int
+    epoch: int
+    bn_acc: float
+    plain_acc: float
+
+    @property
+    def diff(self) -> float:
+        return self.bn_acc - self.plain_acc
+
+
+def seed_pairs(runs: Sequence[RunInfo]) -> list[SeedPair]:
+    """One pair per seed whose BN and no-BN runs have both ended with at least one epoch. Twins share the
+    seed's initial weights and batch order, so the comparison is within a seed: a paired design."""
+    by_seed: dict[int, dict[bool, RunSnapshot]] = {}
+    for r in runs:
+        by_seed.setdefault(r.config.seed, {})[r.config.batch_norm] = r.snapshot
+    pairs = []
+    for seed, arms in sorted(by_seed.items()):
+        bn, plain = arms.get(True), arms.get(False)
+        if bn and plain and bn.history and plain.history and not bn.live and not plain.live:
+            e = min(len(bn.history), len(plain.history))
+            pairs.append(SeedPair(seed, e, bn.history[e - 1].test_acc, plain.history[e - 1].test_acc))
+    return pairs
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    n: int
+    mean: float  # mean of the per-seed differences
+    t: float
+    p: float  # two-sided
+    ci95: tuple[float, float]  # 95% confidence interval of the mean difference
+
+
+def paired_t_test(diffs: Sequence[float]) -> PairedTest:
+    """Student's t-test on per-seed differences (n - 1 degrees of freedom): exact when the differences are
+    normal, and unlike a normal critical value it knows how little 2-5 seeds tell about the spread."""
+    from scipy import stats  # imported here: only the lab's verdict needs it
+
+    d = np.asarray(diffs, dtype=np.float64)
+    n = len(d)
+    if n < 2:
+        raise ValueError(f"diffs: a paired t-test needs at least 2 differences, got {n}")
+    mean, se = float(d.mean()), float(d.std(ddof=1)) / math.sqrt(n)
+    if se == 0:  # every seed gave the same difference
+        t = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+        p = 1.0 if mean == 0 else 0.0
+    else:
+        t = mean / se
+        p = float(2 * stats.t.sf(abs(t), n - 1))
+    half = float(stats.t.ppf(0.975, n - 1)) * se
+    return PairedTest(n, mean, t, p, (mean - half, mean + half))
+
+
+def _points(v: float) -> str:
+    return f"{v * 100:+.2f}"
+
+
+def noise_verdict(pairs: Sequence[SeedPair], alpha: float = ALPHA) -> str:
+    """Plain words on whether BN and no-BN differ by more than seed-to-seed noise in final test accuracy:
+    a paired t-test on the per-seed differences, and no verdict below MIN_SEEDS_FOR_VERDICT seeds."""
+    if not pairs:
+        return "No pair of twins (BN and no-BN with the same seed) has ended with a completed epoch yet."
+    bn = statistics.mean(p.bn_acc for p in pairs)
+    plain = statistics.mean(p.plain_acc for p in pairs)
+    epochs = sorted({p.epoch for p in pairs})
+    at = f"after epoch {epochs[0]}" if len(epochs) == 1 else "at the last epoch both twins completed"
+    head = (f"Test accuracy {at}: BN {bn:.2%} vs no-BN {plain:.2%}, mean over {len(pairs)} seed(s). "
+            "BN − no-BN per seed: " + ", ".join(f"seed {p.seed}: {_points(p.diff)}" for p in pairs) + " points.")
+    if len(pairs) < MIN_SEEDS_FOR_VERDICT:
+        return head + (f" No verdict yet: telling a difference from seed-to-seed noise takes at least "
+                       f"{MIN_SEEDS_FOR_VERDICT} seeds per arm ({len(pairs)} here), because the spread of the "
+                       "differences can only be estimated from the differences themselves.")
+    t = paired_t_test([p.diff for p in pairs])
+    stat = (f"paired t-test over {t.n} seeds: p = {t.p:.3f}; 95% confidence interval of the mean difference "
+            f"{_points(t.ci95[0])} … {_points(t.ci95[1])} points")
+    if t.p >= alpha:
+        return head + f" Not distinguishable from seed-to-seed noise ({stat})."
+    better = "BN" if t.mean > 0 else "no-BN"
+    return head + f" {better} is ahead by more than seed-to-seed noise explains ({stat})."
 
 
 # --- train mode vs eval mode ----------------------------------------------------------------------
