@@ -4,7 +4,9 @@ import streamlit as st
 st.title("Learn deep learning by training real networks on MNIST")
 st.write(
     "Every page trains or inspects a real PyTorch multilayer perceptron "
-    "(784 → 512 → 256 → 128 → 32 → 10, ReLU, optional BatchNorm). All numbers come from the runs you start."
+    "(784 → 512 → 256 → 128 → 32 → 10, ReLU, optional BatchNorm). On the Train, Runs, BatchNorm and Draw pages "
+    "the numbers come from the runs you start; the Softmax explorer computes its panels from the values you set "
+    "(each checked against PyTorch autograd), and its experiment buttons train small models of their own."
 )
 st.page_link("pages/train.py", label="**Train**: set the hyperparameters, start a run, watch loss and accuracy move live.", icon=":material/monitoring:")
 st.page_link("pages/runs.py", label="**Runs & evaluation**: compare runs, rename, delete, download; confusion matrix and worst mistakes.", icon=":material/table_view:")

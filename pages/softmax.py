@@ -5,11 +5,11 @@ import streamlit as st
 from core import TrainConfig
 from core.engine.data import DataUnavailableError
 from core.lessons.softmax_experiments import regression_vs_softmax
-from core.lessons.softmax import (WORKED_CLASSES, WORKED_PROBS, autograd_bce, autograd_softmax_ce, binary_comparison,
-                          confidence_sweep, double_softmax_floor, logits_for_probs, ordinal_vs_onehot_losses,
-                          softmax_cross_entropy)
+from core.lessons.softmax import (COMPARED_CONFIDENCES, WORKED_CLASSES, WORKED_PROBS, autograd_bce, autograd_softmax_ce,
+                                  binary_comparison, confidence_sweep, double_softmax_floor, forms_at, logits_for_probs,
+                                  ordinal_vs_onehot_losses, softmax_cross_entropy)
 from ui import keys as K
-from ui.figures import accuracy_figure, bar_figure, line_figure, loss_figure
+from ui.figures import accuracy_figure, bar_figure, confusion_figure, line_figure, loss_figure
 from ui.registry import get_store
 
 st.title("Softmax, one-hot labels and cross-entropy")
@@ -122,16 +122,41 @@ with labels:
             st.error(str(e))
     if res := st.session_state.get(K.SM_EXPERIMENT):
         c1, c2 = st.columns(2)
-        c1.metric("Regression on the digit value", f"{res['regression_acc']:.2%}", help=f"{res['regression_seconds']:.1f} s")
-        c2.metric("10-way softmax + cross-entropy", f"{res['softmax_acc']:.2%}", help=f"{res['softmax_seconds']:.1f} s",
-                  delta=f"{(res['softmax_acc'] - res['regression_acc']) * 100:+.1f} points")
-        st.caption("A regression output treats 4 as 'between' 3 and 5, so a blurred 4-or-9 is pulled towards 6 or 7.")
+        c1.metric("Regression on the digit value", f"{res.regression_acc:.2%}", help=f"{res.regression_seconds:.1f} s")
+        c2.metric("10-way softmax + cross-entropy", f"{res.softmax_acc:.2%}", help=f"{res.softmax_seconds:.1f} s",
+                  delta=f"{(res.softmax_acc - res.regression_acc) * 100:+.1f} points")
+        reg, soft = res.regression_errors, res.softmax_errors
+        st.markdown(f"Of the regression model's **{reg.errors:,}** errors, **{reg.off_by_one_share:.0%}** are off by "
+                    f"one (read as the neighbouring digit, {reg.off_by_one:,}); of the softmax model's {soft.errors:,} "
+                    f"errors, {soft.off_by_one_share:.0%}. A regression output puts the digits on a line, so its "
+                    "mistakes land next door on that line; one-hot labels have no neighbours.")
+        c1, c2 = st.columns([3, 2])
+        c1.plotly_chart(confusion_figure(res.regression_confusion, [str(d) for d in range(10)], normalized=False)
+                        .update_layout(title="Regression model: confusion matrix (counts)"),
+                        key="sm_regression_confusion", width="stretch")
+        c2.dataframe([{"true digit": d, "errors": int(res.regression_confusion[d].sum() - res.regression_confusion[d, d]),
+                       "read most often as": ", ".join(f"{p} ({n})" for p, n in top)}
+                      for d, top in enumerate(reg.top_wrong)], hide_index=True, key="sm_regression_errors")
 
 with double:
     floor = double_softmax_floor(10)
+    at = {f.p_true: f for f in map(forms_at, COMPARED_CONFIDENCES)}  # autograd, float64
+    start, confident = at[0.10], at[0.98]
     st.markdown("The original course code ends the model with `nn.Softmax` and feeds its output to `nn.CrossEntropyLoss`, "
-                f"which applies log-softmax again. Even a perfect one-hot output then costs log(e + 9) − 1 = **{floor:.3f}**, "
-                "and the gradient fades as the prediction gets confident.")
+                f"which applies log-softmax again. Even a perfect one-hot output then costs log(1 + 9/e) = **{floor:.3f}**.")
+    st.markdown(f"A gradient that shrinks as the prediction gets confident is normal: for the correct form dL/dz = ŷ − y "
+                f"goes to 0 too. What is wrong with the double softmax is that its gradient is **small from the start**: "
+                f"with every output equal (ŷ[true] = {start.p_true:.2f}, an untrained network) it is {start.ratio:.0f}× "
+                f"smaller than the correct one ({start.double_grad:.3f} vs {start.grad:.3f}). By ŷ[true] = "
+                f"{confident.p_true:.2f} the two are only {confident.ratio:.1f}× apart ({confident.double_grad:.4f} vs "
+                f"{confident.grad:.4f}), but the correct loss has fallen to {confident.loss:.3f} while the double-softmax "
+                f"loss is still {confident.double_loss:.3f}: its gradient **vanishes while the loss is stuck at or above "
+                f"{floor:.3f}**, so the loss keeps reporting an error that the gradient no longer pushes against.")
+    st.dataframe([{"ŷ[true]": f.p_true, "correct ‖dL/dz‖": round(f.grad, 4), "double ‖dL/dz‖": round(f.double_grad, 4),
+                   "times smaller": round(f.ratio, 2), "correct loss": round(f.loss, 4), "double loss": round(f.double_loss, 4)}
+                  for f in at.values()], hide_index=True, key="sm_double_table")
+    st.caption("Logits [m, 0, …, 0] with m chosen so that softmax gives the true class ŷ[true]; losses and gradient "
+               "norms by torch autograd in float64.")
     sw = confidence_sweep(10)
     c1, c2 = st.columns(2)
     c1.plotly_chart(line_figure(sw["p_true"], {"correct: CE(z)": sw["loss"], "double: CE(softmax(z))": sw["double_loss"]},

@@ -4,6 +4,7 @@ import streamlit as st
 from core import DuplicateRunError, TrainConfig
 from core.engine.cpu import apply_thread_policy
 from core.engine.snapshot import RunSnapshot
+from core.lessons.softmax import double_softmax_floor, forms_at
 from ui import keys as K
 from ui.config_form import config_form
 from ui.figures import accuracy_figure, loss_figure
@@ -19,8 +20,11 @@ def read_config() -> TrainConfig | None:
     with st.container(border=True):
         config = config_form(K.TRAIN)
         if st.session_state.get(K.TRAIN_DOUBLE_SOFTMAX):
+            start = forms_at(0.10)  # every output equal: where an untrained network starts
             st.caption(":material/warning: Double softmax is wrong on purpose: CrossEntropyLoss already applies "
-                       "(log-)softmax, so softmax runs twice.")
+                       f"(log-)softmax, so softmax runs twice. The loss cannot go below {double_softmax_floor(10):.3f}, "
+                       f"and the gradient is small from the start: {start.ratio:.0f}× smaller than the correct one "
+                       "while every output is equal (numbers: Softmax explorer, *Double softmax*).")
     return config
 
 

@@ -171,3 +171,20 @@ def test_every_download_button_names_its_file():
     assert len(calls) >= 2  # the run zip and the drawings zip
     for name, line, kwargs in calls:
         assert "file_name" in kwargs, f"{name}:{line}"
+
+
+def test_home_says_where_its_numbers_come_from(app):
+    app.run()
+    text = texts(app)
+    assert "All numbers come from the runs you start" not in text
+    assert "the Softmax explorer computes its panels from the values you set" in text
+
+
+def test_double_softmax_caption_states_computed_numbers(app):
+    from core.lessons.softmax import double_softmax_floor, forms_at
+    app.run()
+    app.switch_page("pages/train.py").run()
+    app.toggle(key=K.TRAIN_DOUBLE_SOFTMAX).set_value(True).run()
+    text = texts(app)
+    assert f"cannot go below {double_softmax_floor(10):.3f}" in text and "cannot go below 1.461" in text
+    assert f"{forms_at(0.10).ratio:.0f}× smaller than the correct one" in text and "10× smaller" in text

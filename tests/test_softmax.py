@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.lessons.softmax import (autograd_bce, autograd_softmax_ce, binary_comparison, confidence_sweep, double_softmax_floor,
-                          logits_for_probs, ordinal_vs_onehot_losses, sigmoid, softmax, softmax_cross_entropy)
+from core.lessons.softmax import (COMPARED_CONFIDENCES, autograd_bce, autograd_softmax_ce, binary_comparison,
+                                  confidence_sweep, double_softmax_floor, forms_at, logits_for_probs,
+                                  margin_for_confidence, ordinal_vs_onehot_losses, sigmoid, softmax, softmax_cross_entropy)
+from core.lessons.softmax_experiments import confusion_counts, error_summary, regression_labels
 
 
 @pytest.mark.parametrize("seed", range(25))
@@ -77,3 +79,60 @@ def test_double_softmax_floor():
     assert sw["loss"][-1] < 1e-6  # the correct form goes to zero
     # confident prediction: the double-softmax gradient has faded far below the correct one at the same margin
     assert sw["double_grad"][1] < sw["grad"][1] and sw["double_grad"][-1] < 1e-8
+
+
+def _independent_forms(p_true: float, n: int = 10):
+    """Both forms from scratch: logits = log of the probability vector (softmax ignores the shift)."""
+    probs = torch.full((n,), (1 - p_true) / (n - 1), dtype=torch.float64)
+    probs[0] = p_true
+    out = []
+    for double in (False, True):
+        z = probs.log().requires_grad_(True)
+        inp = torch.softmax(z, 0) if double else z
+        loss = -torch.log_softmax(inp, 0)[0]
+        loss.backward()
+        out.append((loss.item(), z.grad.norm().item()))
+    return out
+
+
+@pytest.mark.parametrize("p", COMPARED_CONFIDENCES)
+def test_forms_at_equal_autograd(p):
+    f = forms_at(p)
+    (loss, grad), (dloss, dgrad) = _independent_forms(p)
+    assert (f.loss, f.grad, f.double_loss, f.double_grad) == pytest.approx((loss, grad, dloss, dgrad), rel=1e-10)
+    assert f.double_loss >= double_softmax_floor(10)
+
+
+def test_gradient_ratios_at_the_stated_probabilities():
+    """What the page says instead of 'the gradient fades as the prediction gets confident': small from the
+    start (10x at 0.10), only 1.2x apart when confident, while the double-softmax loss stays above the floor."""
+    start, mid, confident = forms_at(0.10), forms_at(0.69), forms_at(0.98)
+    assert (round(start.grad, 3), round(start.double_grad, 3), round(start.ratio, 6)) == (0.949, 0.095, 10.0)
+    assert (round(mid.grad, 2), round(mid.double_grad, 2)) == (0.33, 0.21)
+    assert round(confident.ratio, 1) == 1.2 and confident.loss < 0.03 and confident.double_loss > double_softmax_floor(10)
+    assert start.ratio > mid.ratio > confident.ratio  # the gap is widest at the start, not when confident
+    assert math.log(1 + 9 / math.e) == pytest.approx(double_softmax_floor(10))
+
+
+def test_margin_for_confidence():
+    for p in (0.05, 0.1, 0.5, 0.999):
+        assert softmax(np.r_[margin_for_confidence(p), np.zeros(9)])[0] == pytest.approx(p)
+    with pytest.raises(ValueError, match="p_true"):
+        margin_for_confidence(1.0)
+
+
+def test_error_summary_counts_off_by_one():
+    c = np.zeros((10, 10), int)
+    np.fill_diagonal(c, 100)
+    c[4, 5], c[4, 6], c[9, 8], c[9, 7], c[3, 8] = 7, 5, 6, 2, 1
+    s = error_summary(c)
+    assert (s.errors, s.off_by_one) == (21, 13) and s.off_by_one_share == pytest.approx(13 / 21)
+    assert s.top_wrong[4] == ((5, 7), (6, 5)) and s.top_wrong[9] == ((8, 6), (7, 2)) and s.top_wrong[0] == ()
+
+
+def test_confusion_counts_and_regression_labels():
+    true = torch.tensor([0, 1, 2, 9, 9])
+    pred = regression_labels(torch.tensor([[0.4], [1.6], [-3.0], [8.6], [12.0]]))
+    assert pred.tolist() == [0, 2, 0, 9, 9]
+    c = confusion_counts(true, pred)
+    assert c.sum() == 5 and c[1, 2] == 1 and c[2, 0] == 1 and c[9, 9] == 2

@@ -1,4 +1,5 @@
 """AppTest for each panel of the softmax explorer."""
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -41,19 +42,45 @@ def test_binary_panel(page):
     assert "-0.1000 and +0.1000" in md(page)
 
 
-def test_labels_panel_and_live_experiment(page, monkeypatch):
+def test_labels_panel_and_live_experiment(page, monkeypatch, data_dir):
     import core.lessons.softmax_experiments as ex
+    from core.engine.data import load_dataset
     calls = {}
     real = ex.regression_vs_softmax
 
     def small(data_dir=None, **kw):
         calls["data_dir"] = data_dir
-        return real(data_dir, n_train=640, epochs=1)
+        calls["result"] = real(data_dir, n_train=640, epochs=1)
+        return calls["result"]
     monkeypatch.setattr(ex, "regression_vs_softmax", small)  # the real code path, on 640 images
     page.button(key=K.SM_RUN_EXPERIMENT).click().run()
-    assert "data_dir" in calls
+    assert "data_dir" in calls and not page.exception
     labels = [m.label for m in page.metric]
     assert "10-way softmax + cross-entropy" in labels and "Regression on the digit value" in labels
+    res = calls["result"]
+    test_y = load_dataset("mnist", data_dir).test_y.numpy()
+    for conf, acc in ((res.regression_confusion, res.regression_acc), (res.softmax_confusion, res.softmax_acc)):
+        assert (conf.sum(1) == np.bincount(test_y, minlength=10)).all()  # every test image, by its true digit
+        assert np.trace(conf) / len(test_y) == acc
+    reg = res.regression_errors
+    off = sum(res.regression_confusion[i, j] for i in range(10) for j in range(10) if abs(i - j) == 1)
+    assert reg.off_by_one == off and reg.errors == len(test_y) - np.trace(res.regression_confusion)
+    text = md(page)
+    assert f"errors, **{reg.off_by_one_share:.0%}** are off by one" in text  # computed, not a fixed sentence
+    assert "pulled towards 6 or 7" not in text + " ".join(c.value for c in page.caption)
+    (table,) = [d.value for d in page.dataframe if "true digit" in d.value.columns]
+    assert list(table["true digit"]) == list(range(10))
+    assert table["errors"].sum() == reg.errors
+
+
+def test_double_softmax_panel_states_computed_gradients(page):
+    from core.lessons.softmax import forms_at
+    text = md(page)
+    start, confident = forms_at(0.10), forms_at(0.98)
+    assert f"{start.ratio:.0f}× smaller than the correct one ({start.double_grad:.3f} vs {start.grad:.3f})" in text
+    assert "10× smaller than the correct one (0.095 vs 0.949)" in text
+    assert f"only {confident.ratio:.1f}× apart" in text and "stuck at or above 1.461" in text
+    assert "fades as the prediction gets confident" not in text
 
 
 def test_double_softmax_panel_trains_both(page):

@@ -119,22 +119,60 @@ def double_softmax_floor(n_classes: int = 10) -> float:
     return math.log(math.e + n_classes - 1) - 1
 
 
+def _both_forms(z: torch.Tensor, target: int = 0) -> tuple[float, float, float, float]:
+    """(loss, ‖dL/dz‖) of the correct form, CE on the logits z, and of the double softmax, CE on softmax(z),
+    both by autograd in float64."""
+    out = []
+    for double in (False, True):
+        zt = z.detach().clone().requires_grad_(True)
+        inp = torch.softmax(zt, 0) if double else zt
+        loss = torch.nn.functional.cross_entropy(inp[None], torch.tensor([target]))
+        loss.backward()
+        out += [loss.item(), float(zt.grad.norm())]
+    return out[0], out[1], out[2], out[3]
+
+
 def confidence_sweep(n_classes: int = 10, margins: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """For logits [m, 0, ..., 0] with the true class first: loss and gradient norm w.r.t. the logits,
     for the correct form (CE on logits) and the double softmax (CE on softmax(logits)), via autograd."""
     margins = np.linspace(0, 12, 49) if margins is None else np.asarray(margins, dtype=np.float64)
     out = {k: np.zeros(len(margins)) for k in ("p_true", "loss", "grad", "double_loss", "double_grad")}
     for i, m in enumerate(margins):
-        for double in (False, True):
-            z = torch.zeros(n_classes, dtype=torch.float64)
-            z[0] = m
-            z.requires_grad_(True)
-            inp = torch.softmax(z, 0) if double else z
-            loss = torch.nn.functional.cross_entropy(inp[None], torch.tensor([0]))
-            loss.backward()
-            prefix = "double_" if double else ""
-            out[prefix + "loss"][i] = loss.item()
-            out[prefix + "grad"][i] = float(z.grad.norm())
-        out["p_true"][i] = softmax(np.r_[m, np.zeros(n_classes - 1)])[0]
+        z = torch.zeros(n_classes, dtype=torch.float64)
+        z[0] = m
+        out["loss"][i], out["grad"][i], out["double_loss"][i], out["double_grad"][i] = _both_forms(z)
+        out["p_true"][i] = softmax(z.numpy())[0]
     out["margin"] = margins
     return out
+
+
+# ŷ[true] where the page compares the two forms: 1/10 is where every output is equal (an untrained net)
+COMPARED_CONFIDENCES = (0.10, 0.30, 0.50, 0.69, 0.90, 0.98, 0.999)
+
+
+@dataclass(frozen=True)
+class FormsAt:
+    """Both forms at logits [m, 0, ..., 0] whose softmax gives the true class p_true."""
+    p_true: float
+    loss: float  # CE(z): the correct form
+    grad: float  # its ‖dL/dz‖
+    double_loss: float  # CE(softmax(z)): never below double_softmax_floor
+    double_grad: float
+
+    @property
+    def ratio(self) -> float:
+        """How many times smaller the double-softmax gradient is."""
+        return self.grad / self.double_grad
+
+
+def margin_for_confidence(p_true: float, n_classes: int = 10) -> float:
+    """m such that softmax([m, 0, ..., 0])[0] = p_true: e^m / (e^m + n - 1) = p."""
+    if not 0 < p_true < 1:
+        raise ValueError(f"p_true: must be strictly between 0 and 1, got {p_true!r}")
+    return math.log(p_true * (n_classes - 1) / (1 - p_true))
+
+
+def forms_at(p_true: float, n_classes: int = 10) -> FormsAt:
+    z = torch.zeros(n_classes, dtype=torch.float64)
+    z[0] = margin_for_confidence(p_true, n_classes)
+    return FormsAt(p_true, *_both_forms(z))

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -10,9 +12,60 @@ from core.engine.data import iterate_batches, load_dataset
 from core.engine.models import MLP, init_weights
 from core.engine.trainer import default_device
 
+DIGITS = 10
+
+
+def confusion_counts(true: torch.Tensor, pred: torch.Tensor, k: int = DIGITS) -> np.ndarray:
+    """(k, k) counts, rows = true digit, columns = predicted digit."""
+    return torch.bincount(true.long() * k + pred.long(), minlength=k * k).reshape(k, k).cpu().numpy()
+
+
+def regression_labels(out: torch.Tensor) -> torch.Tensor:
+    """A regression output (B, 1) read as a digit: rounded to the nearest of 0..9."""
+    return out[:, 0].round().clamp(0, DIGITS - 1).long()
+
+
+@dataclass(frozen=True)
+class ErrorSummary:
+    """What a model's test errors look like, from its confusion matrix."""
+    errors: int
+    off_by_one: int  # predicted digit = true digit ± 1
+    top_wrong: tuple[tuple[tuple[int, int], ...], ...]  # per true digit: (predicted, count) of its two commonest errors
+
+    @property
+    def off_by_one_share(self) -> float:
+        return self.off_by_one / self.errors if self.errors else 0.0
+
+
+def error_summary(confusion: np.ndarray) -> ErrorSummary:
+    c = np.asarray(confusion)
+    wrong = c * (1 - np.eye(len(c), dtype=c.dtype))
+    i, j = np.indices(c.shape)
+    top = tuple(tuple((int(p), int(row[p])) for p in np.argsort(-row, kind="stable")[:2] if row[p] > 0) for row in wrong)
+    return ErrorSummary(int(wrong.sum()), int(wrong[np.abs(i - j) == 1].sum()), top)
+
+
+@dataclass(frozen=True)
+class LabelExperiment:
+    """The same MLP trained with a regression output and with a 10-way softmax, tested on all 10,000."""
+    regression_acc: float
+    softmax_acc: float
+    regression_seconds: float
+    softmax_seconds: float
+    regression_confusion: np.ndarray  # (10, 10) counts, rows = true digit
+    softmax_confusion: np.ndarray
+
+    @property
+    def regression_errors(self) -> ErrorSummary:
+        return error_summary(self.regression_confusion)
+
+    @property
+    def softmax_errors(self) -> ErrorSummary:
+        return error_summary(self.softmax_confusion)
+
 
 def regression_vs_softmax(data_dir: str | None = None, n_train: int = 12000, epochs: int = 3,
-                          hidden: tuple[int, ...] = (512, 256, 128, 32), seed: int = 0) -> dict[str, float]:
+                          hidden: tuple[int, ...] = (512, 256, 128, 32), seed: int = 0) -> LabelExperiment:
     """The same MLP trained two ways on the first n_train images, tested on all 10,000:
     one output regressed on the digit's value (MSE, rounded to predict) vs 10-way softmax + cross-entropy."""
     torch.set_flush_denormal(True)
@@ -20,10 +73,10 @@ def regression_vs_softmax(data_dir: str | None = None, n_train: int = 12000, epo
     dev = default_device()
     x, y = data.train_x[:n_train].to(dev), data.train_y[:n_train].to(dev)
     tx, ty = data.test_x.to(dev), data.test_y.to(dev)
-    out: dict[str, float] = {}
+    out: dict[str, object] = {}
     for mode in ("regression", "softmax"):
         t0 = time.perf_counter()
-        model = MLP(hidden, outputs=1 if mode == "regression" else 10)
+        model = MLP(hidden, outputs=1 if mode == "regression" else DIGITS)
         init_weights(model, seed)
         model.to(dev)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -36,12 +89,13 @@ def regression_vs_softmax(data_dir: str | None = None, n_train: int = 12000, epo
                 loss.backward()
                 opt.step()
         model.eval()
-        correct = 0
+        labels = []
         with torch.inference_mode():
-            for xb, yb in iterate_batches(tx, ty, 1000):
+            for xb, _ in iterate_batches(tx, ty, 1000):
                 pred = model(xb)
-                label = pred[:, 0].round().clamp(0, 9).long() if mode == "regression" else pred.argmax(1)
-                correct += int((label == yb).sum())
-        out[f"{mode}_acc"] = correct / len(ty)
+                labels.append(regression_labels(pred) if mode == "regression" else pred.argmax(1))
+        confusion = confusion_counts(ty, torch.cat(labels))
+        out[f"{mode}_acc"] = float(np.trace(confusion) / len(ty))
+        out[f"{mode}_confusion"] = confusion
         out[f"{mode}_seconds"] = time.perf_counter() - t0
-    return out
+    return LabelExperiment(**out)
