@@ -3,7 +3,7 @@ import streamlit as st
 
 from core import TrainConfig, WeightsError
 from core.drawing.collection import DrawingStore
-from core.drawing.predict import predict_digit, saliency_map
+from core.drawing.predict import classify_non_digits, predict_digit, saliency_map
 from core.drawing.preprocess import preprocess, to_model_input
 from ui import keys as K
 from ui.figures import bar_figure, saliency_overlay
@@ -73,8 +73,8 @@ st.session_state.setdefault(K.DRAW_CANVAS_N, 0)
 def draw_prediction(title: str, pred) -> None:
     st.markdown(f"**{title}: {pred.top}** with {pred.confidence:.1%} confidence")
     st.caption("Logits: " + "  ".join(f"{d}: {v:+.2f}" for d, v in enumerate(pred.logits)))
-    if pred.low_confidence:
-        st.warning("Low confidence: this looks unlike any digit to the model (too small, too thin, or not a digit?).")
+    if unsure := pred.uncertainty():
+        st.warning(unsure)
     colors = ["#1f77b4" if d != pred.top else "#d62728" for d in range(10)]
     st.plotly_chart(bar_figure([str(d) for d in range(10)], pred.probs, "Probabilities", colors=colors, fmt=".1%",
                                yrange=(0, 1.15)), key=f"draw_probs_{title}", width="stretch")
@@ -94,16 +94,26 @@ def canvas_and_prediction() -> None:
             st.rerun(scope="fragment")
         naive = st.toggle("Naive resize instead (whole canvas squashed to 28x28)", key=K.DRAW_NAIVE)
     image = None if result is None else result.image_data
-    pre = None if image is None else preprocess(image)
+    try:
+        pre = None if image is None else preprocess(image)
+    except ValueError as e:  # not an image the canvas could have sent: say what is wrong with it
+        right.error(f"This drawing cannot be read: {e}")
+        return
     with right:
         if pre is None or pre.blank:
             st.info("Draw a digit on the canvas (one stroke is enough to start).")
+            return
+        if pre.not_a_digit:
+            st.warning(f"This does not look like a digit: {pre.not_a_digit}. No answer is shown, because the model "
+                       "would give one for anything (see *What confidence cannot tell* below).")
             return
         preds = {i: predict_digit(m, pre.model_input(naive=naive)) for i, m in models.items()}
         if pre.ink_fraction < TINY_INK:
             st.warning("That is a very small scribble: the 20 px scaling blows it up, so expect a guess.")
         for i, pred in preds.items():
             draw_prediction("Prediction" if i == model_id else "Second model", pred)
+        st.caption("Confidence is not a digit detector: the ten probabilities always add up to 100%, so a drawing "
+                   "that is no digit at all still gets a confident answer.")
     st.markdown("**What the model sees**: ink → crop to the bounding box → longer side scaled to 20 px (anti-aliased) "
                 "→ pasted into 28x28 → shifted so the centre of mass is in the middle")
     steps = [("ink", pre.ink), ("cropped", pre.cropped), ("20 px", pre.scaled), ("28x28", pre.boxed),
@@ -121,6 +131,18 @@ def canvas_and_prediction() -> None:
 
 
 canvas_and_prediction()
+
+st.subheader("What confidence cannot tell")
+st.markdown("Softmax confidence cannot tell a non-digit from a digit: the model was trained only on digits and must "
+            "share 100% among them. Classify shapes that are no digit at all with the selected model:")
+if st.button("Classify a bar, a plus sign and a square", key=K.DRAW_NON_DIGITS):
+    readings = classify_non_digits(models[model_id], naive=bool(st.session_state.get(K.DRAW_NAIVE)))
+    cols = st.columns(len(readings))
+    for col, r in zip(cols, readings):
+        col.image(255 - r.pre.ink, width=96, caption=r.name)
+        col.markdown(f"Model: **{r.prediction.top}** with {r.prediction.confidence:.1%} confidence")
+        col.caption(f"The page's ink check: {r.pre.not_a_digit}." if r.pre.not_a_digit
+                    else "The page's ink check lets it through: it would be shown as a digit.")
 
 st.subheader("My drawings")
 drawings = DrawingStore().list()

@@ -58,6 +58,7 @@ DRAW_NAIVE = "draw_naive"
 DRAW_QUICK_TRAIN = "draw_quick_train"
 DRAW_LABEL = "draw_label"
 DRAW_SAVE = "draw_save"
+DRAW_NON_DIGITS = "draw_non_digits"
 
 # BatchNorm lab
 BN_EPOCHS = "bn_epochs"

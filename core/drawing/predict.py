@@ -1,14 +1,18 @@
-"""Classify one 28x28 input with a trained model, with logits and a saliency map."""
+"""Classify one 28x28 input with a trained model, with logits and a saliency map; say how sure it is, and
+show that its confidence cannot tell a non-digit from a digit."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
+from core.drawing.preprocess import Preprocessed, preprocess
 from core.engine.models import MLP
 
-LOW_CONFIDENCE = 0.6  # below this top-1 probability the page warns that the drawing is unlike a digit
+UNSURE = 0.6  # below this top-1 probability the page says the model is unsure
+TORN = 0.8  # ...and "unsure between X and Y" when the top two together hold at least this much
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,28 @@ class Prediction:
 
     @property
     def low_confidence(self) -> bool:
-        return self.confidence < LOW_CONFIDENCE
+        return self.confidence < UNSURE
+
+    @property
+    def ranked(self) -> list[int]:
+        return [int(d) for d in np.argsort(-self.probs, kind="stable")]
+
+    @property
+    def top_two_share(self) -> float:
+        a, b = self.ranked[:2]
+        return float(self.probs[a] + self.probs[b])
+
+    def uncertainty(self) -> str | None:
+        """Plain words when the model is unsure, else None. Low top-1 confidence on a real digit mostly means
+        the model is torn between two digits, not that the drawing is unlike a digit."""
+        if not self.low_confidence:
+            return None
+        a, b, c = self.ranked[:3]
+        p = self.probs
+        if self.top_two_share >= TORN:
+            return f"Unsure between {a} and {b} ({p[a]:.0%} vs {p[b]:.0%})."
+        return (f"Unsure: no digit gets more than {p[a]:.0%}; the likeliest are {a} ({p[a]:.0%}), "
+                f"{b} ({p[b]:.0%}) and {c} ({p[c]:.0%}).")
 
 
 def _input(model: MLP, x: np.ndarray, requires_grad: bool = False) -> torch.Tensor:
@@ -44,3 +69,36 @@ def saliency_map(model: MLP, x: np.ndarray) -> np.ndarray:
     out = model(xt)[0]
     (grad,) = torch.autograd.grad(out[out.argmax()], xt)  # not .backward(): a cached model is shared by sessions
     return grad.abs().reshape(28, 28).cpu().numpy()
+
+
+# --- what confidence cannot tell -------------------------------------------------------------------
+def non_digit_canvases(size: int = 280) -> dict[str, np.ndarray]:
+    """Shapes that are not digits, drawn as the canvas returns a drawing (H x W x 4, ink in alpha)."""
+    shapes = {
+        "a horizontal bar": lambda d: d.line([(60, 140), (220, 140)], fill=(0, 0, 0, 255), width=18),
+        "a plus sign": lambda d: (d.line([(60, 140), (220, 140)], fill=(0, 0, 0, 255), width=18),
+                                  d.line([(140, 60), (140, 220)], fill=(0, 0, 0, 255), width=18)),
+        "a filled square": lambda d: d.rectangle([80, 80, 200, 200], fill=(0, 0, 0, 255)),
+    }
+    out = {}
+    for name, draw in shapes.items():
+        img = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+        draw(ImageDraw.Draw(img))
+        out[name] = np.asarray(img.resize((size, size)))
+    return out
+
+
+@dataclass(frozen=True)
+class ShapeReading:
+    name: str
+    pre: Preprocessed
+    prediction: Prediction  # what the model says anyway, asked without the ink checks
+
+
+def classify_non_digits(model: MLP, naive: bool = False) -> list[ShapeReading]:
+    """The model's answer for each non-digit shape (asked anyway), and whether the page's ink checks catch it."""
+    out = []
+    for name, rgba in non_digit_canvases().items():
+        pre = preprocess(rgba)
+        out.append(ShapeReading(name, pre, predict_digit(model, pre.model_input(naive=naive))))
+    return out

@@ -15,6 +15,11 @@ SIZE = 28
 # all 60,000 training digits: mean (13.996, 14.007), every one within half a pixel of 14 (integer shifts in
 # MNIST's making); tests/test_preprocess.py computes it from the data.
 CENTRE = 14
+# What a digit is not, judged from the ink alone (softmax confidence cannot judge it: see predict.py).
+MIN_IMAGE_SIDE = 8  # px: a smaller image cannot hold a handwritten digit
+MIN_INK_SHARE = 0.1  # the ink's longer side must span at least this share of the image's longer side
+SOLID_FILL = 0.85  # ink covering this share of its bounding box, in a box that is not a thin bar, is a block
+SOLID_ASPECT = 0.5  # shorter / longer side of the box above which a filled box is a block (a "1" is thinner)
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,8 @@ class Preprocessed:
     centered: np.ndarray  # (28, 28) uint8, centre of mass moved to the centre: what the model sees
     naive: np.ndarray  # (28, 28) uint8, the whole canvas squashed to 28x28, for comparison
     ink_fraction: float  # share of canvas pixels with ink
+    # Why the ink cannot be a digit (the model's answer then means nothing), else None. Blank is not a reason.
+    not_a_digit: str | None = None
 
     def model_input(self, naive: bool = False) -> np.ndarray:
         return to_model_input(self.naive if naive else self.centered)
@@ -42,6 +49,12 @@ def ink_from_rgba(rgba: np.ndarray) -> np.ndarray:
     rgba = np.asarray(rgba)
     if rgba.ndim != 3 or rgba.shape[2] not in (3, 4):
         raise ValueError(f"image: expected an H x W x 4 (or x 3) array, got shape {rgba.shape}")
+    if rgba.dtype.kind not in "biu":
+        if not np.isfinite(rgba).all():
+            raise ValueError("image: contains NaN or infinite values")
+        rgba = rgba.clip(0, 255).astype(np.uint8)
+    if rgba.size == 0:
+        return np.zeros(rgba.shape[:2], np.uint8)
     if rgba.shape[2] == 4 and rgba[..., 3].min() < 255:
         return rgba[..., 3].astype(np.uint8)
     grey = rgba[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -64,13 +77,36 @@ def _shift(img: np.ndarray, dr: int, dc: int) -> np.ndarray:
     return out
 
 
+def not_a_digit(ink: np.ndarray, mask: np.ndarray) -> str | None:
+    """Why this ink cannot be a handwritten digit, or None. Checked before the model is asked, because the
+    model answers for anything: its ten probabilities always add up to one."""
+    h, w = ink.shape
+    if h == 0 or w == 0:
+        return f"the image is empty ({w} x {h} pixels)"
+    if min(h, w) < MIN_IMAGE_SIDE:
+        return f"the image is only {w} x {h} pixels, too small to hold a digit"
+    if not mask.any():
+        return None  # blank: nothing drawn yet
+    rows, cols = np.nonzero(mask)
+    bh, bw = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    if max(bh, bw) < MIN_INK_SHARE * max(h, w):
+        return f"the ink is a dot ({bw} x {bh} pixels on a {w} x {h} image), too small for a digit"
+    fill = mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].mean()
+    if fill >= SOLID_FILL and min(bh, bw) >= SOLID_ASPECT * max(bh, bw):
+        return f"the ink is a solid block ({fill:.0%} of its {bw} x {bh} pixel box is inked); a digit is made of strokes"
+    return None
+
+
 def preprocess(rgba: np.ndarray) -> Preprocessed:
     ink = ink_from_rgba(rgba)
-    naive = np.asarray(Image.fromarray(ink).resize((SIZE, SIZE), Image.Resampling.BOX))
     mask = ink >= INK_THRESHOLD
     empty = np.zeros((SIZE, SIZE), np.uint8)
-    if not mask.any():
-        return Preprocessed(True, ink, empty[:0, :0], empty[:0, :0], empty, empty, naive, 0.0)
+    reason = not_a_digit(ink, mask)  # the steps below still run, so a page can show what the model would see
+    if not mask.any():  # blank, or an empty image
+        naive = np.asarray(Image.fromarray(ink).resize((SIZE, SIZE), Image.Resampling.BOX)) if ink.size else empty
+        return Preprocessed(reason is None, ink, empty[:0, :0], empty[:0, :0], empty, empty, naive,
+                            float(mask.mean()) if mask.size else 0.0, reason)
+    naive = np.asarray(Image.fromarray(ink).resize((SIZE, SIZE), Image.Resampling.BOX))
     rows, cols = np.nonzero(mask)
     cropped = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     h, w = cropped.shape
@@ -85,4 +121,4 @@ def preprocess(rgba: np.ndarray) -> Preprocessed:
         centered = _shift(boxed, round(CENTRE - r), round(CENTRE - c))
     else:
         centered = boxed
-    return Preprocessed(False, ink, cropped, scaled, boxed, centered, naive, float(mask.mean()))
+    return Preprocessed(False, ink, cropped, scaled, boxed, centered, naive, float(mask.mean()), reason)
