@@ -122,3 +122,14 @@ def test_every_case_on_the_draw_page(draw):
             assert any("Draw a digit" in i.value for i in at.info), case.name
         else:
             assert "**Prediction:" in shown and "does not look like a digit" not in warned, case.name
+
+
+def test_mnist_digits_pass_the_ink_checks(data_dir):
+    """The checks refuse non-digits, not digits: MNIST's own test digits, scaled to the canvas, all pass."""
+    from core.engine.data import load_dataset
+
+    for img in load_dataset("mnist", data_dir).test_x[:1000].numpy():
+        rgba = np.zeros((280, 280, 4), np.uint8)
+        rgba[..., 3] = np.asarray(Image.fromarray(img).resize((280, 280), Image.Resampling.BILINEAR))
+        p = preprocess(rgba)
+        assert p.not_a_digit is None and not p.blank

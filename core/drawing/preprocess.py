@@ -18,7 +18,9 @@ CENTRE = 14
 # What a digit is not, judged from the ink alone (softmax confidence cannot judge it: see predict.py).
 MIN_IMAGE_SIDE = 8  # px: a smaller image cannot hold a handwritten digit
 MIN_INK_SHARE = 0.1  # the ink's longer side must span at least this share of the image's longer side
-SOLID_FILL = 0.85  # ink covering this share of its bounding box, in a box that is not a thin bar, is a block
+# Ink covering this share of its bounding box, in a box that is not a thin bar, is a block. Of the 70,000 MNIST
+# digits scaled to the canvas, the fullest such box is 88% inked (4 of them above 85%, none above 90%).
+SOLID_FILL = 0.95
 SOLID_ASPECT = 0.5  # shorter / longer side of the box above which a filled box is a block (a "1" is thinner)
 
 
