@@ -101,7 +101,8 @@ def percentile_view(probes: dict, layer: int, units: int) -> int:
     views = (["one unit (as in Ioffe & Szegedy, figure 1)"] if units else []) + [pooled]
     c1, c2 = st.columns([3, 1])
     view = c1.radio("Percentiles of", views, horizontal=True, key=K.BN_PCT_VIEW)
-    unit = c2.selectbox("Unit", list(range(units)), key=K.BN_UNIT, format_func=lambda u: f"unit {u}") if units else 0
+    unit = c2.selectbox("Unit (one-unit view, mean and variance)", list(range(units)), key=K.BN_UNIT,
+                        format_func=lambda u: f"unit {u}") if units else 0
     panels = {}
     for label, p in probes.items():
         samples = p.layer(layer)
