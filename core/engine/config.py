@@ -18,7 +18,12 @@ from core.engine.data import DATASETS, dataset_spec
 from core.engine.optimizers import OPTIMIZERS
 
 MAX_BATCH_SIZE = 60_000
+# Memory one run may need, at most (MemoryEstimate): a laptop with 8 GB keeps the browser, the dashboard and
+# a few runs. It allows the course network at every batch size up to the whole training set, and one hidden
+# layer of 50,000 units; it refuses 100,000 (1.3 GB, 31 s for two batches here) and beyond.
+MEMORY_BUDGET = 1 << 30
 PRECISIONS = ("auto", "fp32", "bf16")
+MAX_TEXT = 1000  # characters of one typed-in value
 _INT = re.compile(r"[0-9]+")  # ASCII digits only: no '1_000', no other scripts' digits, no sign
 _FLOAT = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?")  # no nan, inf, '_' or sign
 _SIZES = re.compile(r"[0-9]+(?:\s*,\s*[0-9]+)*")  # '512, 256,128': commas between whole numbers, nothing empty
@@ -45,43 +50,46 @@ class Option:
         if self.kind == "choice":
             allowed = self.choices()
             if value not in allowed:
-                raise ValueError(f"{name}: choose one of {', '.join(allowed)}; got {value!r}")
+                raise ValueError(f"{name}: choose one of {', '.join(allowed)}; got {_shown(value)}")
         elif self.kind == "bool":
             if not isinstance(value, bool):
-                raise ValueError(f"{name}: must be true or false, got {value!r}")
+                raise ValueError(f"{name}: must be true or false, got {_shown(value)}")
         elif self.kind in ("int", "optional_int"):
             if value is None and self.kind == "optional_int":
                 return
             if not _is_int(value) or not self.lo <= value <= self.hi:
-                raise ValueError(f"{name}: must be a whole number {bounds}, got {value!r}")
+                raise ValueError(f"{name}: must be a whole number {bounds}, got {_shown(value)}")
         elif self.kind == "float":
             if not _is_real(value) or not self.lo <= value <= self.hi:
-                raise ValueError(f"{name}: must be a number {bounds}, got {value!r}")
+                raise ValueError(f"{name}: must be a number {bounds}, got {_shown(value)}")
         elif self.kind == "sizes":
             if not isinstance(value, tuple) or not 1 <= len(value) <= 10 or \
                     not all(_is_int(v) and self.lo <= v <= self.hi for v in value):
-                raise ValueError(f"{name}: must be 1 to 10 whole numbers, each {bounds}; got {value!r}")
+                raise ValueError(f"{name}: must be 1 to 10 whole numbers, each {bounds}; got {_shown(value)}")
 
     def parse(self, name: str, text: str) -> Any:
         """Typed-in text -> value (checked), accepting exactly what the help text documents."""
         t = str(text).strip()
+        if len(t) > MAX_TEXT:  # also keeps int() below its own digit limit, whose message names no field
+            raise ValueError(f"{name}: expected at most {MAX_TEXT} characters, got {len(t):,}")
         if self.kind == "bool":
             if t.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(f"{name}: expected true or false, got {text!r}")
+                raise ValueError(f"{name}: expected true or false, got {_shown(text)}")
             value: Any = t.lower() in ("true", "1", "yes")
         elif self.kind in ("int", "optional_int"):
             if not _INT.fullmatch(t):
-                raise ValueError(f"{name}: expected a whole number written with the digits 0-9, got {text!r}")
+                raise ValueError(f"{name}: expected a whole number written with the digits 0-9, got {_shown(text)}")
             value = int(t)
             if self.kind == "optional_int" and value == 0:
                 value = None  # 0 = no cap
         elif self.kind == "float":
             if not _FLOAT.fullmatch(t):
-                raise ValueError(f"{name}: expected a number such as 0.001 or 1e-3, got {text!r}")
+                raise ValueError(f"{name}: expected a number such as 0.001 or 1e-3, got {_shown(text)}")
             value = float(t)
         elif self.kind == "sizes":
             if not _SIZES.fullmatch(t):
-                raise ValueError(f"{name}: expected whole numbers separated by commas, such as 512,256,128; got {text!r}")
+                raise ValueError(f"{name}: expected whole numbers separated by commas, such as 512,256,128; "
+                                 f"got {_shown(text)}")
             value = tuple(int(p) for p in t.split(","))
         else:
             value = t
@@ -155,12 +163,15 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the first invalid field."""
+        """Raise ValueError naming the first invalid field, or the fields whose memory exceeds the budget."""
         for f in fields(self):
             f.metadata["option"].check(f.name, getattr(self, f.name))
         if self.batch_size > dataset_spec(self.dataset).train_size:
             raise ValueError(f"batch_size: at most the {dataset_spec(self.dataset).train_size:,} training images, "
                              f"got {self.batch_size}")
+        if (need := memory_estimate(self)).total > MEMORY_BUDGET:
+            raise ValueError(f"hidden, batch_size: this network needs about {need.describe()}, more than the "
+                             f"{_mb(MEMORY_BUDGET)} one run may use; choose smaller hidden layers or a smaller batch")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -169,6 +180,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"config: expected the settings as a mapping of names to values, got {_shown(d)}")
         known = {f.name for f in fields(cls)}
         # Runs saved before the precision field existed trained in float32.
         return cls(**{"precision": "fp32", **{k: v for k, v in d.items() if k in known}})
@@ -178,6 +191,40 @@ class TrainConfig:
         extra = (" double-softmax" if self.double_softmax else "") + (" bf16" if self.precision == "bf16" else "")
         opt = "" if self.optimizer == "adam" else f" {self.optimizer}"
         return f"{self.dataset} {bn}{extra}{opt} lr={self.lr:g} bs={self.batch_size} ep={self.epochs} seed={self.seed}"
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes a run needs while it trains (float32 throughout; an upper bound for bf16 mixed precision)."""
+    parameters: int  # weights and biases (+ BatchNorm's scale, shift and running statistics)
+    weights: int  # the parameters
+    gradients: int  # one gradient per weight
+    optimizer: int  # Adam's two moments per weight: the most any optimizer here keeps
+    activations: int  # one training batch: the input, and per hidden layer what backward keeps
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+    def describe(self) -> str:
+        return (f"{_mb(self.total)} (weights {_mb(self.weights)}, gradients {_mb(self.gradients)}, Adam state "
+                f"{_mb(self.optimizer)}, activations {_mb(self.activations)})")
+
+
+def memory_estimate(config: TrainConfig) -> MemoryEstimate:
+    """What `config` needs in memory: 4 bytes per float; per hidden unit and image of a batch the backward pass
+    keeps the Linear output, the ReLU output and, with BN, the normalised value (3 with BN, 2 without)."""
+    spec = dataset_spec(config.dataset)
+    sizes = (spec.input_size, *config.hidden, spec.num_classes)
+    params = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    if config.batch_norm:
+        params += 4 * sum(config.hidden)  # weight, bias, running mean, running variance
+    per_image = spec.input_size + (3 if config.batch_norm else 2) * sum(config.hidden) + 2 * spec.num_classes
+    return MemoryEstimate(params, 4 * params, 4 * params, 8 * params, 4 * config.batch_size * per_image)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:,.0f} MB"
 
 
 _PRECISION_LABELS = {"auto": lambda: f"auto ({resolve_precision('auto')} here)", "fp32": lambda: "float32",
@@ -190,6 +237,12 @@ def resolve_precision(precision: str) -> str:
     than a bf16 one even on a CPU with AMX bf16 instructions (benchmarks/bench_step.py: 0.82x BN, 0.88x
     no-BN), and on a GPU the network is bound by kernel launches, not arithmetic."""
     return "fp32" if precision == "auto" else precision
+
+
+def _shown(x: Any) -> str:
+    """A value in a message: its repr, cut to a readable length."""
+    r = repr(x)
+    return r if len(r) <= 80 else r[:77] + "..."
 
 
 def _is_int(x: Any) -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,11 +99,15 @@ def _load(spec: DatasetSpec, root: Path, download: bool) -> Dataset:
     missing = [f for f in RAW_FILES if not (raw / f).exists()]
     if missing and not download:
         raise DataUnavailableError(_missing_message(spec, raw, missing, "downloading is switched off"))
+    if not missing and (damaged := damaged_raw_files(spec, raw)):
+        raise DataUnavailableError(_damaged_message(spec, damaged))
     try:
         train = cls(str(root), train=True, download=bool(missing))
         test = cls(str(root), train=False, download=False)
     except Exception as e:  # network errors, partial downloads, unreadable files
         missing = [f for f in RAW_FILES if not (raw / f).exists()]
+        if not missing and (damaged := damaged_raw_files(spec, raw)):  # e.g. a download cut short
+            raise DataUnavailableError(_damaged_message(spec, damaged)) from None
         reason = " ".join(str(e).split())[:300]  # one line, however the library formats it
         raise DataUnavailableError(_missing_message(spec, raw, missing, f"{type(e).__name__}: {reason}")) from None
     return Dataset(spec, train.data, train.targets.long(), test.data, test.targets.long())
@@ -116,6 +121,49 @@ def _missing_message(spec: DatasetSpec, raw: Path, missing: list[str], reason: s
         f"or copy the raw IDX files (uncompressed) into {raw}, "
         f"or point DATA_DIR (or --data-dir) at a folder that already holds {spec.folder}/raw/."
     )
+
+
+def _expected_shape(spec: DatasetSpec, file: str) -> tuple[int, ...]:
+    n = spec.train_size if file.startswith("train") else spec.test_size
+    return (n, *spec.input_shape) if "images" in file else (n,)
+
+
+def damaged_raw_files(spec: DatasetSpec, raw: Path) -> list[tuple[Path, str]]:
+    """The raw IDX files whose header or size is not what the dataset's files have, with what is wrong.
+    Cheap: reads 16 bytes and the size of each file, so a truncated download is named before it is loaded."""
+    damaged = []
+    for name in RAW_FILES:
+        path, shape = raw / name, _expected_shape(spec, name)
+        want = 4 * (len(shape) + 1) + _prod(shape)  # IDX: magic, one 4-byte size per dimension, then uint8 data
+        try:
+            size = path.stat().st_size
+            with open(path, "rb") as f:
+                head = f.read(4 * (len(shape) + 1))
+        except OSError as e:
+            damaged.append((path, f"it cannot be read ({e.strerror})"))
+            continue
+        magic = 0x800 + len(shape)  # unsigned bytes, len(shape) dimensions
+        if len(head) < 4 * (len(shape) + 1) or struct.unpack(f">{len(shape) + 1}I", head) != (magic, *shape):
+            damaged.append((path, f"it does not start like the {spec.name} file of that name (an IDX header for "
+                                  f"shape {'x'.join(map(str, shape))})"))
+        elif size != want:
+            damaged.append((path, f"it holds {size:,} bytes where the file has {want:,}"
+                                  + (" (cut short)" if size < want else "")))
+    return damaged
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _damaged_message(spec: DatasetSpec, damaged: list[tuple[Path, str]]) -> str:
+    files = "; ".join(f"{p}: {why}" for p, why in damaged)
+    return (f"The {spec.name} dataset cannot be loaded: {'a file is' if len(damaged) == 1 else 'files are'} damaged. "
+            f"{files}. Delete {'it' if len(damaged) == 1 else 'them'} (the next start downloads the dataset again) "
+            f"or replace {'it' if len(damaged) == 1 else 'them'} with a good copy.")
 
 
 def normalize(x_uint8: torch.Tensor, mean: float = MEAN, std: float = STD) -> torch.Tensor:
