@@ -1,76 +1,97 @@
 """The run registry: every run's config, metrics and weights, kept on disk and in memory.
 
-Layout of one run, under the runs folder:
-    <run_id>/config.json        the TrainConfig (+ name, created), written atomically
-    <run_id>/status.json        status and error message, written atomically
+Layout of one run, under the runs folder (a run id is always of the form 20260101-120000-1a2b3c):
+    <run_id>/config.json        the TrainConfig (+ name, created, group), written atomically
+    <run_id>/status.json        status and message, written atomically
+    <run_id>/weights.safetensors  the weights of the last completed epoch, with that epoch's metrics in its
+                                header; replaced atomically at each epoch end
     <run_id>/metrics.jsonl      append-only: {"step": s, "loss": l} and {"epoch": e, ...} lines
-    <run_id>/weights.safetensors  replaced atomically at each epoch end and when a run stops
     <run_id>/probes.json        what a BatchNorm-lab probe recorded inside the network (lab runs only)
-A process killed at any moment leaves at worst a half-written last line in metrics.jsonl
-(skipped when read) and a stray *.tmp file (ignored); every other file loads.
+
+One run, one set of weights, one accuracy: a run's weights are always those of its last completed epoch, and
+the numbers shown for it are that epoch's. A run that ends during an epoch (stopped, diverged, failed, pruned)
+keeps the previous epoch's weights and says so; the steps it trained after them are in the loss curve only.
+At an epoch end the weights (which carry the epoch's metrics) are written before the metrics line, so a
+process killed between the two leaves a run whose metrics line can be recovered from its weights, never one
+that claims more than its weights hold. A process killed at any moment leaves at worst a half-written last
+metrics line (skipped, and reported, when read) and a stray .*.tmp file (ignored); every other file loads.
+
+Every value read from disk is checked (core/store/records.py); every path is checked (core/store/files.py).
 """
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
-import shutil
 import threading
 import time
-import uuid
+import weakref
 import zipfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors, save as save_safetensors
 
-from core.engine.config import TrainConfig, config_from_dict
+from core.engine.config import TrainConfig
 from core.engine.data import dataset_spec, num_batches
 from core.engine.models import MLP
 from core.engine.snapshot import LIVE_STATUSES, EpochMetrics, RunSnapshot
 from core.engine.trainer import Trainer
+from core.store.files import (RunsFolderError, StoreFileError, StoreFileMissing, UnknownRunError,  # noqa: F401
+                              append_lines, atomic_write_bytes, atomic_write_json, check_run_id, check_runs_folder,
+                              created_from_id, is_run_id, new_run_id, open_regular, read_file, remove_run_dir, run_dir)
+from core.store.records import (MAX_NAME, DamagedRunError, parse_meta, parse_metrics, parse_status,
+                                weights_header, weights_header_size)
+
+MAX_METRICS = 512 << 20  # bytes of metrics.jsonl: 200 epochs at batch size 1 write about 60 MB
+MAX_PROBES = 256 << 20
+MAX_WEIGHTS = 4 << 30  # above the largest model the memory budget allows (core/engine/config.py)
+SHUTDOWN_WAIT = 60.0  # seconds the process waits at exit for its runs to stop and save
 
 
 class WeightsError(RuntimeError):
-    """A weights file is missing, truncated, corrupt or belongs to another architecture."""
+    """A weights file is missing, truncated, corrupt, a link, or belongs to another architecture."""
 
 
-def resolve_runs_dir(runs_dir: str | os.PathLike | None = None) -> Path:
+class DuplicateRunError(RuntimeError):
+    """A run with identical settings is already training."""
+
+
+class RunDeleteError(RuntimeError):
+    """A run (or several) could not be deleted; the message names each and why."""
+
+
+def resolve_runs_dir(runs_dir: str | Path | None = None) -> Path:
     return Path(runs_dir or os.environ.get("RUNS_DIR") or "./runs")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old file or the new one
-
-
-def atomic_write_json(path: Path, obj: object) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
-
-
-def save_weights(model: MLP, path: Path, config: TrainConfig) -> None:
+# --- weights -------------------------------------------------------------------------------------------
+def save_weights(model: MLP, path: Path, config: TrainConfig, metrics: EpochMetrics | None = None) -> None:
+    """Weights as safetensors, with the config and (at an epoch end) that epoch's metrics in the header."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    save_file(state, str(tmp), metadata={"config": json.dumps(config.to_dict())})
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    meta = {"config": json.dumps(config.to_dict())}
+    if metrics is not None:
+        meta |= {"epoch": str(metrics.epoch), "metrics": json.dumps(asdict(metrics))}
+    atomic_write_bytes(path, save_safetensors(state, metadata=meta))
 
 
 def load_weights(path: Path, config: TrainConfig, device: torch.device | str = "cpu") -> MLP:
-    """Build the model for `config` and load weights from a safetensors file (never unpickles)."""
+    """Build the model for `config` and load weights from a safetensors file (never unpickles, never follows a
+    symbolic link)."""
     from core.engine.models import build_model
 
-    if not Path(path).exists():
-        raise WeightsError(f"No weights file at {path}: the run saved none yet (it saves at each epoch end).")
     try:
-        state = load_file(str(path), device=str(device))
+        data = read_file(Path(path), MAX_WEIGHTS)
+    except StoreFileMissing:
+        raise WeightsError(f"No weights file at {path}: the run has not completed an epoch (weights are saved "
+                           "at each epoch end).") from None
+    except StoreFileError as e:
+        raise WeightsError(f"The weights file {path} cannot be used: {e}.") from None
+    try:
+        state = load_safetensors(data)
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"The weights file {path} is damaged or not a safetensors file ({e}).") from None
     model = build_model(config)
@@ -84,6 +105,33 @@ def load_weights(path: Path, config: TrainConfig, device: torch.device | str = "
     return model.to(device).eval()
 
 
+def expected_shapes(config: TrainConfig) -> dict[str, tuple[int, ...]]:
+    """The state-dict shapes of `config`'s model, from a model on the meta device (no memory, about 1 ms)."""
+    spec = dataset_spec(config.dataset)
+    with torch.device("meta"):
+        model = MLP(config.hidden, config.batch_norm, config.double_softmax, spec.num_classes, spec.input_size)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _weights_claim(path: Path, config: TrainConfig) -> tuple[int | None, EpochMetrics | None]:
+    """The epoch (and its metrics) a weights file says it holds, read from its header alone, after checking that
+    the file is as long as its header says and holds the tensors of `config`'s model."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        n = weights_header_size(f.read(8))
+        header = f.read(n)
+    if len(header) < n:
+        raise ValueError("the file is cut short inside its header")
+    epoch, metrics, tensors = weights_header(header, config.epochs)
+    end = 8 + n + max((e for _, e in tensors.values()), default=0)
+    if size < end:
+        raise ValueError(f"the file is cut short: {size:,} of {end:,} bytes")
+    if {k: s for k, (s, _) in tensors.items()} != expected_shapes(config):
+        raise ValueError(f"it does not fit a {config.label()} model (hidden {list(config.hidden)})")
+    return epoch, metrics
+
+
+# --- runs ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunInfo:
     id: str
@@ -92,10 +140,18 @@ class RunInfo:
     created: float
     snapshot: RunSnapshot
     group: str | None = None  # runs started together (a BN / no-BN twin set, a learning-rate sweep)
+    problems: tuple[str, ...] = ()  # what was odd in its files and how it was read anyway
 
     @property
     def live(self) -> bool:
         return self.snapshot.live
+
+
+@dataclass(frozen=True)
+class DamagedRun:
+    """A folder in the runs folder that has a run's name but cannot be read as a run."""
+    id: str
+    reason: str
 
 
 class _Persist:
@@ -117,59 +173,125 @@ class _Persist:
             lines.append(json.dumps(asdict(epoch)))
         self._pending = []
         if lines:
-            with open(self.dir / "metrics.jsonl", "a") as f:
-                f.write("\n".join(lines) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            append_lines(self.dir / "metrics.jsonl", lines)
 
     def on_epoch_end(self, snap: RunSnapshot, model: MLP) -> None:
+        # Weights first: a kill between the two writes leaves weights whose header holds this epoch's metrics
+        # (recovered when read), never a metrics line that claims weights the folder does not have.
+        save_weights(model, self.dir / "weights.safetensors", self.config, snap.history[-1])
         self._flush(snap.history[-1])
-        save_weights(model, self.dir / "weights.safetensors", self.config)
 
     def on_end(self, snap: RunSnapshot, model: MLP | None) -> None:
-        self._flush()
-        if snap.status == "stopped" and model is not None:  # keep what a stopped run learned
-            save_weights(model, self.dir / "weights.safetensors", self.config)
-        if self.probe is not None:
-            atomic_write_json(self.dir / "probes.json", self.probe.to_dict())
-        self.on_status(snap)
+        try:
+            self._flush()
+            if self.probe is not None:
+                atomic_write_json(self.dir / "probes.json", self.probe.to_dict())
+        finally:  # the status is written even when the disk refused the rest
+            self.on_status(snap)
 
 
 class RunStore:
-    """Thread-safe registry of runs: live ones train in background threads, all are on disk."""
+    """Thread-safe registry of runs: live ones train in background threads, all are on disk.
 
-    def __init__(self, runs_dir: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None) -> None:
-        self.root = resolve_runs_dir(runs_dir)
-        self.root.mkdir(parents=True, exist_ok=True)
+    Raises RunsFolderError when the runs folder cannot be used. Folders that look like runs but cannot be
+    read are listed by `damaged()`; other entries of the runs folder by `ignored()`."""
+
+    def __init__(self, runs_dir: str | Path | None = None, data_dir: str | Path | None = None) -> None:
+        self.root = check_runs_folder(resolve_runs_dir(runs_dir))
         self.data_dir = data_dir
         self._lock = threading.RLock()
-        self._runs: dict[str, RunInfo] = {}  # finished runs, as loaded from disk
+        self._runs: dict[str, RunInfo] = {}  # every readable run; live ones' snapshots come from their trainer
         self._trainers: dict[str, Trainer] = {}  # runs started by this process
-        for d in sorted(self.root.iterdir()):
-            if d.is_dir() and (d / "config.json").exists():
-                try:
-                    self._runs[d.name] = self._read_run(d)
-                except (ValueError, OSError, KeyError, TypeError):
-                    continue  # a foreign or damaged folder is not a run; leave it alone
+        self._damaged: dict[str, str] = {}  # run id -> why it cannot be read
+        self._ignored: list[str] = []  # entries of the runs folder that are not runs
+        try:
+            names = sorted(p.name for p in self.root.iterdir())
+        except OSError as e:
+            raise RunsFolderError(f"The runs folder {self.root} cannot be listed ({e.strerror}). Set RUNS_DIR (or "
+                                  "--runs-dir) to a folder this program may read and write.") from None
+        for name in names:
+            if name.startswith("."):
+                continue  # our own temporary files, and hidden files
+            if not is_run_id(name):
+                self._ignored.append(name)
+                continue
+            try:
+                self._runs[name] = self._read_run(name)
+            except (DamagedRunError, StoreFileError) as e:
+                self._damaged[name] = str(e)
+            except Exception as e:  # a case no check foresaw: one unreadable run must not hide all the others
+                self._damaged[name] = f"it could not be read ({type(e).__name__}: {e})"
+        _OPEN_STORES.add(self)
 
     # --- reading ----------------------------------------------------------------------
-    def _read_run(self, d: Path) -> RunInfo:
-        meta = json.loads((d / "config.json").read_text())
-        config = config_from_dict(meta["config"])
-        status, error = "stopped", None
-        if (d / "status.json").exists():
-            st = json.loads((d / "status.json").read_text())
-            status, error = st["status"], st.get("error")
-        if status in LIVE_STATUSES:  # its process died while it trained
-            status, error = "stopped", "interrupted: the server stopped while this run was training"
-        steps, history = read_metrics(d / "metrics.jsonl")
+    def _read_run(self, run_id: str) -> RunInfo:
+        d = run_dir(self.root, run_id)
+        problems: list[str] = []
+        try:
+            meta = parse_meta(read_file(d / "config.json"), problems)
+        except StoreFileError as e:
+            raise DamagedRunError(str(e)) from None
+        config = meta.config
+        steps, history = self._read_metrics(d, config, problems)
+        history = self._match_weights(d, config, history, problems)
+        status, error = self._read_status(d, config, history, problems)
         steps_per_epoch = num_batches(dataset_spec(config.dataset).train_size, config.batch_size, config.max_batches)
         snap = RunSnapshot(status=status, error=error, epoch=len(history), epochs=config.epochs,
                            step=steps[-1][0] if steps else 0, steps_per_epoch=steps_per_epoch,
                            step_losses=tuple(steps), history=tuple(history),
                            elapsed=sum(h.seconds for h in history))
-        return RunInfo(d.name, config, meta.get("name") or config.label(), meta.get("created", 0.0), snap,
-                       meta.get("group"))
+        return RunInfo(run_id, config, meta.name or config.label(),
+                       meta.created if meta.created is not None else created_from_id(run_id), snap, meta.group,
+                       tuple(problems))
+
+    @staticmethod
+    def _read_metrics(d: Path, config: TrainConfig, problems: list[str]):
+        try:
+            return parse_metrics(read_file(d / "metrics.jsonl", MAX_METRICS), config.epochs, problems)
+        except StoreFileMissing:
+            return [], []  # a run that never logged a step
+        except StoreFileError as e:
+            problems.append(f"{e}: no steps or epochs could be read")
+            return [], []
+
+    @staticmethod
+    def _match_weights(d: Path, config: TrainConfig, history: list[EpochMetrics], problems: list[str]):
+        """The history the weights file backs: a run claims no epoch its weights do not hold."""
+        try:
+            epoch, metrics = _weights_claim(d / "weights.safetensors", config)
+        except StoreFileMissing:
+            if history:
+                problems.append("weights.safetensors is missing: the numbers cannot be checked and the model "
+                                "cannot be loaded")
+            return history
+        except (StoreFileError, ValueError) as e:
+            problems.append(f"weights.safetensors cannot be used ({e})")
+            return history
+        if epoch is None or epoch == len(history):  # weights saved before epochs were recorded, or in step
+            return history
+        if epoch == len(history) + 1 and metrics is not None:
+            problems.append(f"metrics.jsonl lacked epoch {epoch}'s line (the program stopped between two "
+                            "writes): recovered from the weights file")
+            return [*history, metrics]
+        if epoch < len(history):
+            problems.append(f"metrics.jsonl records {len(history)} epochs but the weights are from epoch {epoch}: "
+                            f"epochs {epoch + 1}-{len(history)} are not shown")
+            return history[:epoch]
+        problems.append(f"the weights are from epoch {epoch} but metrics.jsonl records {len(history)} epochs")
+        return history
+
+    @staticmethod
+    def _read_status(d: Path, config: TrainConfig, history: list, problems: list[str]) -> tuple[str, str | None]:
+        try:
+            status, error = parse_status(read_file(d / "status.json"))
+        except (StoreFileError, ValueError) as e:
+            status, error = ("finished" if len(history) == config.epochs else "stopped"), None
+            problems.append(f"{e}; shown as {status} from its {len(history)} recorded epochs")
+        if status in LIVE_STATUSES:  # its process died while it trained
+            status, error = "stopped", "interrupted: the program stopped while this run was training"
+        elif status == "finished" and len(history) < config.epochs:
+            problems.append(f"status.json says finished, but {len(history)} of {config.epochs} epochs are recorded")
+        return status, error
 
     def _info(self, run_id: str) -> RunInfo:
         info = self._runs[run_id]
@@ -177,15 +299,24 @@ class RunStore:
         return replace(info, snapshot=trainer.snapshot) if trainer else info
 
     def list(self) -> list[RunInfo]:
-        """All runs, newest first."""
+        """All readable runs, newest first."""
         with self._lock:
             return sorted((self._info(r) for r in self._runs), key=lambda r: r.created, reverse=True)
 
     def get(self, run_id: str) -> RunInfo:
         with self._lock:
             if run_id not in self._runs:
-                raise KeyError(f"No run {run_id!r}")
+                raise UnknownRunError(f"No run {run_id!r}")
             return self._info(run_id)
+
+    def damaged(self) -> list[DamagedRun]:
+        """Folders named like runs that cannot be read, with the reason, newest first."""
+        with self._lock:
+            return [DamagedRun(i, why) for i, why in sorted(self._damaged.items(), reverse=True)]
+
+    def ignored(self) -> list[str]:
+        """Names in the runs folder that are not runs (left alone)."""
+        return list(self._ignored)
 
     def live_runs(self) -> list[RunInfo]:
         return [r for r in self.list() if r.live]
@@ -199,18 +330,25 @@ class RunStore:
               group: str | None = None, after: str | None = None, probe=None) -> RunInfo:
         """Start a run in a background thread. `after`: a run id to queue behind; `probe`: a StepProbe."""
         config.validate()
+        name = check_name(name) if name is not None else config.label()
         with self._lock:
             if not allow_duplicate and (dup := self.find_live(config)):
                 raise DuplicateRunError(f"An identical run is already training: {dup.name} ({dup.id}).")
-            run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+            run_id = new_run_id()
+            while run_id in self._runs or run_id in self._damaged:
+                run_id = new_run_id()
             d = self.root / run_id
-            d.mkdir()
+            try:
+                d.mkdir()
+            except OSError as e:
+                raise RunsFolderError(f"Cannot create a run in the runs folder {self.root} ({e.strerror}). Set "
+                                      "RUNS_DIR (or --runs-dir) to a folder this program may write to.") from None
             created = time.time()
-            name = name or config.label()
             atomic_write_json(d / "config.json", {"config": config.to_dict(), "name": name, "created": created,
                                                   "group": group})
+            # keep_model=False: an ended run's model is not kept in memory; load_model reads it from disk.
             trainer = Trainer(config, data_dir=self.data_dir, listener=_Persist(d, config, probe), probe=probe,
-                              after=self._trainers.get(after) if after else None)
+                              after=self._trainers.get(after) if after else None, keep_model=False)
             self._runs[run_id] = RunInfo(run_id, config, name, created, trainer.snapshot, group)
             self._trainers[run_id] = trainer
             atomic_write_json(d / "status.json", {"status": "queued", "error": None})
@@ -239,75 +377,138 @@ class RunStore:
         for run_id in list(self._trainers):
             self.stop(run_id, wait)
 
+    def shutdown(self, wait: float = SHUTDOWN_WAIT) -> None:
+        """Stop every live run, recording it as stopped, and wait for each to end (the process is exiting)."""
+        with self._lock:
+            trainers = [t for t in self._trainers.values() if t.alive]
+        for t in trainers:
+            t.stop("stopped", "interrupted: the program was shut down while this run was training")
+        deadline = time.monotonic() + wait
+        for t in trainers:
+            t.join(max(0.0, deadline - time.monotonic()))
+
     # --- editing ------------------------------------------------------------------------
     def rename(self, run_id: str, name: str) -> None:
-        name = name.strip()
-        if not name:
-            raise ValueError("name: a run's name cannot be empty")
+        name = check_name(name)
         with self._lock:
-            info = self._runs[run_id]
-            atomic_write_json(self.root / run_id / "config.json",
-                              {"config": info.config.to_dict(), "name": name, "created": info.created, "group": info.group})
-            self._runs[run_id] = replace(info, name=name)
+            info = self.get(run_id)
+            meta = {"config": info.config.to_dict(), "name": name, "created": info.created, "group": info.group}
+            atomic_write_json(run_dir(self.root, run_id) / "config.json", meta)
+            self._runs[run_id] = replace(self._runs[run_id], name=name)
 
     def delete(self, run_id: str) -> None:
+        """Delete a run's folder (or a damaged run's entry). RuntimeError for a live run, UnknownRunError for an
+        unknown id, RunDeleteError when the files could not be removed."""
+        check_run_id(run_id)
         with self._lock:
+            if run_id not in self._runs and run_id not in self._damaged:
+                raise UnknownRunError(f"No run {run_id!r}")
             if (t := self._trainers.get(run_id)) and t.alive:
                 raise RuntimeError("Stop this run before deleting it.")
+            try:
+                remove_run_dir(self.root, run_id)
+            except FileNotFoundError:
+                pass  # already gone: what was asked for
+            except OSError as e:
+                raise RunDeleteError(f"Could not delete run {run_id} in {self.root}: {e}") from None
             self._runs.pop(run_id, None)
+            self._damaged.pop(run_id, None)
             self._trainers.pop(run_id, None)
-            shutil.rmtree(self.root / run_id, ignore_errors=True)
 
+    def failed_runs(self) -> list[str]:
+        """Ids of the runs that failed and of the damaged ones: what `delete_failed` deletes."""
+        with self._lock:
+            failed = [r.id for r in self.list() if r.snapshot.status == "failed"]
+            return failed + sorted(self._damaged, reverse=True)
+
+    def delete_failed(self) -> list[str]:
+        """Delete every failed and every damaged run; the ids deleted. When some could not be deleted, the
+        others still are, and RunDeleteError then names each that remains and why."""
+        deleted, errors = [], []
+        for run_id in self.failed_runs():
+            try:
+                self.delete(run_id)
+                deleted.append(run_id)
+            except (RunDeleteError, RuntimeError, KeyError) as e:
+                errors.append(str(e))
+        if errors:
+            raise RunDeleteError(f"Deleted {len(deleted)} run(s); {len(errors)} could not be: " + "; ".join(errors))
+        return deleted
+
+    # --- reading files --------------------------------------------------------------------
     def probes(self, run_id: str) -> dict | None:
-        """What a probe recorded: live from memory while the run trains, else from probes.json."""
+        """What a probe recorded: live from memory while the run trains, else from probes.json (None when
+        there is none or it cannot be read)."""
         trainer = self.trainer(run_id)
         if trainer is not None and trainer.probe is not None:
             return trainer.probe.to_dict()
-        path = self.root / run_id / "probes.json"
         try:
-            return json.loads(path.read_text()) if path.exists() else None
-        except (OSError, json.JSONDecodeError):
+            data = json.loads(read_file(run_dir(self.root, run_id) / "probes.json", MAX_PROBES))
+        except (KeyError, StoreFileError, ValueError, RecursionError):
             return None
+        return data if isinstance(data, dict) else None
 
     def load_model(self, run_id: str, device: torch.device | str = "cpu") -> MLP:
+        """The run's weights (those of its last completed epoch), read from disk."""
         info = self.get(run_id)
-        return load_weights(self.root / run_id / "weights.safetensors", info.config, device)
+        try:
+            d = run_dir(self.root, run_id)
+        except StoreFileError as e:
+            raise WeightsError(str(e)) from None
+        return load_weights(d / "weights.safetensors", info.config, device)
 
     def export_zip(self, run_id: str) -> bytes:
-        """config.json + metrics.csv + weights.safetensors of one run, as a zip archive."""
+        """config.json + metrics.csv + weights.safetensors of one run, as a zip archive; problems.txt says why
+        a part is missing."""
         info = self.get(run_id)
-        d = self.root / run_id
+        notes = list(info.problems)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr("config.json", json.dumps({"name": info.name, "config": info.config.to_dict()}, indent=1))
             z.writestr("metrics.csv", metrics_csv(info.snapshot))
-            if (d / "weights.safetensors").exists():
-                z.write(d / "weights.safetensors", "weights.safetensors")
+            try:
+                z.writestr("weights.safetensors", read_file(run_dir(self.root, run_id) / "weights.safetensors",
+                                                            MAX_WEIGHTS))
+            except StoreFileMissing:
+                pass  # no epoch completed: nothing to include
+            except StoreFileError as e:
+                notes.append(f"weights.safetensors not included: {e}")
+            if notes:
+                z.writestr("problems.txt", "\n".join(notes) + "\n")
         return buf.getvalue()
 
 
-class DuplicateRunError(RuntimeError):
-    """A run with identical settings is already training."""
+def check_name(name: object) -> str:
+    """A run's name: one line of text, 1 to MAX_NAME characters (ValueError naming `name` otherwise)."""
+    if not isinstance(name, str):
+        raise ValueError(f"name: a run's name is text, got {type(name).__name__}")
+    name = name.strip()
+    if not name:
+        raise ValueError("name: a run's name cannot be empty")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"name: at most {MAX_NAME} characters, got {len(name)}")
+    if any(not c.isprintable() for c in name):
+        raise ValueError("name: one line of printable text (no line breaks or control characters)")
+    return name
 
 
-def read_metrics(path: Path) -> tuple[list[tuple[int, float]], list[EpochMetrics]]:
-    steps: list[tuple[int, float]] = []
-    history: list[EpochMetrics] = []
-    if not path.exists():
-        return steps, history
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
-        if "step" in rec:
-            steps.append((int(rec["step"]), float(rec["loss"])))
-        elif "epoch" in rec:
-            history.append(EpochMetrics(**rec))
-    return steps, history
+def read_metrics(path: Path, epochs: int = 10_000) -> tuple[list[tuple[int, float]], list[EpochMetrics]]:
+    """A metrics.jsonl file's step losses and epochs (lines that are not records are skipped)."""
+    return parse_metrics(read_file(path, MAX_METRICS), epochs, [])
 
 
 def metrics_csv(snap: RunSnapshot) -> str:
     rows = ["epoch,train_loss,train_acc,test_loss,test_acc,seconds"]
     rows += [f"{h.epoch},{h.train_loss},{h.train_acc},{h.test_loss},{h.test_acc},{h.seconds}" for h in snap.history]
     return "\n".join(rows) + "\n"
+
+
+# A process that exits (the server on SIGTERM or Ctrl-C, the command line) first stops its runs and waits for
+# them: a training thread still inside torch when the interpreter shuts down aborts the process.
+_OPEN_STORES: "weakref.WeakSet[RunStore]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_runs_at_exit() -> None:
+    for store in list(_OPEN_STORES):
+        store.shutdown()
