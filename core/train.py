@@ -1,11 +1,17 @@
 """Command line: train one run, show progress, save it where the dashboard finds it.
 
     python -m core.train --epochs 2 --bn --max-batches 100 --json
+
+Exit status: 0 finished; 1 failed or diverged; 2 bad settings or an unusable runs folder; 130 (143) stopped by
+Ctrl-C (SIGTERM). The first Ctrl-C stops the run after the current batch and waits for it to save; a second one
+only says so; a third quits at once (the files stay loadable: every write is atomic).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -14,7 +20,7 @@ from tqdm import tqdm
 
 from core.engine.config import add_config_arguments, config_from_args
 from core.engine.cpu import apply_thread_policy
-from core.store.runs import RunStore
+from core.store.runs import RunsFolderError, RunStore
 from core.engine.snapshot import EpochMetrics
 
 
@@ -40,30 +46,31 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    store = RunStore(args.runs_dir, args.data_dir)
-    run = store.start(config, name=args.name)
+    try:
+        store = RunStore(args.runs_dir, args.data_dir)
+        run = store.start(config, name=args.name)
+    except (RunsFolderError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     trainer = store.trainer(run.id)
     print(f"run {run.id}: {config.label()} · {apply_thread_policy().describe()}", file=sys.stderr)
+    stop = _StopOnSignals(lambda: store.stop(run.id))
     bar, shown_epochs = None, 0
-    try:
-        while trainer.alive:
-            snap = trainer.snapshot
-            if snap.epoch == shown_epochs and snap.epoch_step > 0:
-                if bar is None:
-                    bar = tqdm(total=snap.steps_per_epoch, desc=f"epoch {snap.epoch + 1}/{config.epochs}",
-                               file=sys.stderr, leave=False)
-                bar.set_postfix(loss=f"{snap.step_losses[-1][1]:.4f}", refresh=False)
-                bar.update(snap.epoch_step - bar.n)
-            while shown_epochs < len(snap.history):
-                if bar is not None:
-                    bar.close()
-                    bar = None
-                print(epoch_line(snap.history[shown_epochs], config.epochs), file=sys.stderr)
-                shown_epochs += 1
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        store.stop(run.id)
-    trainer.join()
+    while trainer.alive:  # the signal handlers only set flags: no KeyboardInterrupt can cut this loop short
+        snap = trainer.snapshot
+        if snap.epoch == shown_epochs and snap.epoch_step > 0 and snap.step_losses:
+            if bar is None:
+                bar = tqdm(total=snap.steps_per_epoch, desc=f"epoch {snap.epoch + 1}/{config.epochs}",
+                           file=sys.stderr, leave=False)
+            bar.set_postfix(loss=f"{snap.step_losses[-1][1]:.4f}", refresh=False)
+            bar.update(snap.epoch_step - bar.n)
+        while shown_epochs < len(snap.history):
+            if bar is not None:
+                bar.close()
+                bar = None
+            print(epoch_line(snap.history[shown_epochs], config.epochs), file=sys.stderr)
+            shown_epochs += 1
+        trainer.join(0.1)
     if bar is not None:
         bar.close()
     snap = trainer.snapshot
@@ -74,7 +81,31 @@ def main(argv: list[str] | None = None) -> int:
         final = asdict(snap.final) if snap.final else {}
         print(json.dumps({"run_id": run.id, "status": snap.status, "error": snap.error, **final,
                           "elapsed": snap.elapsed, "device": snap.device}))
+    if stop.signum is not None:
+        return 128 + stop.signum
     return 0 if snap.status == "finished" else 1
+
+
+class _StopOnSignals:
+    """Ctrl-C (and SIGTERM) stop the run cleanly: the first asks the run to stop after its current batch, a
+    second says that it is stopping, a third quits at once."""
+
+    def __init__(self, stop) -> None:
+        self.stop, self.count, self.signum = stop, 0, None
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.count += 1
+        self.signum = self.signum or signum
+        if self.count == 1:
+            self.stop()
+            print("\nstopping after the current batch; the run keeps its last completed epoch "
+                  "(Ctrl-C twice more quits at once)", file=sys.stderr)
+        elif self.count == 2:
+            print("still stopping: waiting for the current batch to end", file=sys.stderr)
+        else:
+            os._exit(128 + signum)  # every file is written atomically: what is on disk loads
 
 
 if __name__ == "__main__":
