@@ -8,7 +8,7 @@ from core.lessons.softmax import double_softmax_floor, forms_at
 from ui import keys as K
 from ui.config_form import config_form
 from ui.figures import accuracy_figure, loss_figure
-from ui.registry import get_store, run_label
+from ui.registry import get_store, plain, run_label
 
 
 store = get_store()
@@ -42,7 +42,7 @@ config = read_config()
 if st.button("Start", icon=":material/play_arrow:", key=K.TRAIN_START, type="primary", disabled=config is None):
     start(config)
 if msg := st.session_state.get(K.TRAIN_PENDING_DUPLICATE):
-    st.warning(f"{msg} Start a second copy anyway?")
+    st.warning(f"{plain(msg)} Start a second copy anyway?")
     if st.button("Start a duplicate", key=K.TRAIN_CONFIRM_DUPLICATE) and config is not None:
         start(config, allow_duplicate=True)
 
@@ -65,9 +65,11 @@ def fmt_seconds(s: float | None) -> str:
 
 def show_snapshot(snap: RunSnapshot) -> None:
     if snap.status == "failed":
-        st.error(f"This run failed: {snap.error}")
+        st.error(f"This run failed: {plain(snap.error)}")
+    elif snap.status == "diverged":
+        st.error(f"This run diverged: {plain(snap.error)}")
     elif snap.error:
-        st.warning(snap.error)
+        st.warning(plain(snap.error))
     if snap.live:
         epoch_text = f"Epoch {min(snap.epoch + 1, snap.epochs)}/{snap.epochs}: step {snap.epoch_step}/{snap.steps_per_epoch}"
     else:  # an ended run has no current step (and one read from disk never had one)

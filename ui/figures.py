@@ -1,6 +1,11 @@
-"""Plotly figure builders. They take plain numbers and snapshots, never torch tensors."""
+"""Plotly figure builders. They take plain numbers and snapshots, never torch tensors.
+
+Plotly renders a few HTML tags (<b>, <a href>, <br>, ...) and %{...} templates in the text it shows, so every
+label that comes from a user (run names, class names) goes through `escape_label()`, and hover boxes name a
+trace with %{fullData.name} instead of pasting the label into a template."""
 from __future__ import annotations
 
+import html
 from typing import Sequence
 
 import numpy as np
@@ -10,6 +15,11 @@ from core.engine.snapshot import RunSnapshot
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 Labeled = Sequence[tuple[str, RunSnapshot]]
+
+
+def escape_label(label: object) -> str:
+    """A label shown as the characters it is: <, > and & become entities, which plotly displays literally."""
+    return html.escape(str(label), quote=False)
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 340) -> go.Figure:
@@ -22,7 +32,7 @@ def loss_figure(runs: Labeled) -> go.Figure:
     """Training loss per logged step (lines) and per epoch (markers), one colour per run."""
     fig = go.Figure()
     for i, (label, snap) in enumerate(runs):
-        c = PALETTE[i % len(PALETTE)]
+        c, label = PALETTE[i % len(PALETTE)], escape_label(label)
         if snap.step_losses:
             steps, losses = zip(*snap.step_losses)
             fig.add_scatter(x=steps, y=losses, mode="lines", name=f"{label}: per step", line=dict(color=c, width=1.5),
@@ -39,7 +49,7 @@ def accuracy_figure(runs: Labeled) -> go.Figure:
     """Training (dashed) and test (solid) accuracy per epoch."""
     fig = go.Figure()
     for i, (label, snap) in enumerate(runs):
-        c = PALETTE[i % len(PALETTE)]
+        c, label = PALETTE[i % len(PALETTE)], escape_label(label)
         ep = [h.epoch for h in snap.history]
         fig.add_scatter(x=ep, y=[h.test_acc for h in snap.history], mode="lines+markers", name=f"{label}: test",
                         line=dict(color=c), hovertemplate="epoch %{x}<br>test acc %{y:.2%}<extra></extra>")
@@ -64,7 +74,8 @@ def confusion_figure(counts: np.ndarray, class_names: Sequence[str], normalized:
 
 def bar_figure(labels: Sequence[str], values: Sequence[float], title: str, colors: Sequence[str] | None = None,
                fmt: str = ".3f", yrange: tuple[float, float] | None = None, height: int = 280) -> go.Figure:
-    fig = go.Figure(go.Bar(x=list(labels), y=list(values), marker_color=list(colors) if colors else None,
+    fig = go.Figure(go.Bar(x=[escape_label(v) for v in labels], y=list(values),
+                           marker_color=list(colors) if colors else None,
                            text=[format(v, fmt) for v in values], textposition="outside",
                            hovertemplate="%{x}: %{y:" + fmt + "}<extra></extra>"))
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10))
@@ -78,8 +89,10 @@ def line_figure(x: Sequence[float], series: dict[str, Sequence[float]], title: s
                 hline: tuple[float, str] | None = None, log_x: bool = False) -> go.Figure:
     fig = go.Figure()
     for i, (name, ys) in enumerate(series.items()):
-        fig.add_scatter(x=list(x), y=list(ys), mode="lines", name=name, line=dict(color=PALETTE[i % len(PALETTE)]),
-                        hovertemplate=f"{xlabel} %{{x:.3f}}<br>{ylabel} %{{y:.4f}}<extra>{name}</extra>")
+        fig.add_scatter(x=list(x), y=list(ys), mode="lines", name=escape_label(name),
+                        line=dict(color=PALETTE[i % len(PALETTE)]),
+                        hovertemplate=f"{escape_label(xlabel)} %{{x:.3f}}<br>{escape_label(ylabel)} %{{y:.4f}}"
+                                      "<extra>%{fullData.name}</extra>")
     if hline:
         fig.add_hline(y=hline[0], line_dash="dot", annotation_text=hline[1])
     if log_x:
@@ -99,7 +112,7 @@ def arm_band_figure(arms: dict[str, list[RunSnapshot]], metric: str) -> go.Figur
     """Mean over seeds with a min-max band, per arm. metric: 'loss' (per logged step) or 'test_acc' (per epoch)."""
     fig = go.Figure()
     for i, (label, snaps) in enumerate(arms.items()):
-        c = PALETTE[i % len(PALETTE)]
+        c, label = PALETTE[i % len(PALETTE)], escape_label(label)
         if metric == "loss":
             series = [dict(s.step_losses) for s in snaps if s.step_losses]
         else:
@@ -114,7 +127,7 @@ def arm_band_figure(arms: dict[str, list[RunSnapshot]], metric: str) -> go.Figur
         fmt = ".2%" if metric != "loss" else ".4f"
         fig.add_scatter(x=xs, y=ys.mean(0), mode="lines" if metric == "loss" else "lines+markers", line=dict(color=c),
                         name=f"{label} (mean of {len(series)})" if len(series) > 1 else label,
-                        hovertemplate=f"%{{x}}: %{{y:{fmt}}}<extra>{label}</extra>")
+                        hovertemplate=f"%{{x}}: %{{y:{fmt}}}<extra>%{{fullData.name}}</extra>")
     if metric == "loss":
         return _layout(fig, "Training loss per step (band: min-max over seeds)", "step", "cross-entropy")
     fig.update_yaxes(tickformat=".1%")
@@ -126,9 +139,9 @@ def percentile_figure(panels: dict[str, tuple[list[int], list[list[float]]]], ti
     """15th / 50th / 85th percentile lines over training steps, one colour per panel."""
     fig = go.Figure()
     for i, (label, (steps, q)) in enumerate(panels.items()):
-        c = PALETTE[i % len(PALETTE)]
+        c, label = PALETTE[i % len(PALETTE)], escape_label(label)
         q = np.array(q)  # (points, 3)
         for j, (name, dash) in enumerate((("15th", "dot"), ("50th", "solid"), ("85th", "dot"))):
             fig.add_scatter(x=steps, y=q[:, j], mode="lines", line=dict(color=c, dash=dash), name=f"{label}: {name}",
-                            legendgroup=label, hovertemplate=f"step %{{x}}: %{{y:.3f}}<extra>{label} {name}</extra>")
+                            legendgroup=label, hovertemplate="step %{x}: %{y:.3f}<extra>%{fullData.name}</extra>")
     return _layout(fig, title, "step", "value", height=300)
