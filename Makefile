@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run test bench bench-quick bench-cpu bench-step draw-latency screenshot setup
+.PHONY: run test bench bench-quick bench-cpu bench-step draw-latency screenshot setup gpu-data
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,10 @@ bench-step: setup
 draw-latency: setup
 	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest -q -s tests/browser/test_draw.py
+
+gpu-data:  # gzipped MNIST in .gpu_data/ (git-ignored), small enough to travel to a GPU machine for scripts/gpu_check.sh
+	mkdir -p .gpu_data/MNIST/raw
+	for f in $${DATA_DIR:-data}/MNIST/raw/*-ubyte; do gzip -9c $$f > .gpu_data/MNIST/raw/$$(basename $$f).gz; done
 
 screenshot: setup
 	$(PY) -m pytest -q tests/browser -k screenshot

@@ -39,8 +39,10 @@ def course_network(bn: bool, softmax: bool):
     return nn.Sequential(nn.Flatten(), *layers, out, *([nn.Softmax(dim=1)] if softmax else []))
 
 
-def original_pipeline(bn: bool, epochs: int, seed: int, data_dir: str, max_batches: int | None = None) -> list[float]:
-    """The course's code: DataLoader over datasets.MNIST with ToTensor + Normalize, softmax inside the model."""
+def original_pipeline(bn: bool, epochs: int, seed: int, data_dir: str, max_batches: int | None = None,
+                      device: str = "cpu") -> list[float]:
+    """The course's code: DataLoader over datasets.MNIST with ToTensor + Normalize, softmax inside the model
+    (on a GPU: the model there and each batch moved there, as the course's code would be adapted)."""
     import itertools
 
     import torch
@@ -51,20 +53,21 @@ def original_pipeline(bn: bool, epochs: int, seed: int, data_dir: str, max_batch
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
     train_loader = torch.utils.data.DataLoader(datasets.MNIST(data_dir, train=True, download=True, transform=tf), batch_size=64, shuffle=True)
     test_loader = torch.utils.data.DataLoader(datasets.MNIST(data_dir, train=False, transform=tf), batch_size=64, shuffle=False)
-    model = course_network(bn, softmax=True)
+    model = course_network(bn, softmax=True).to(device)
     criterion, opt = nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=0.001)
     times = []
     for _ in range(epochs):
         t0 = time.perf_counter()
         model.train()
         for x, y in itertools.islice(train_loader, max_batches):
+            x, y = x.to(device), y.to(device)
             opt.zero_grad()
             loss = criterion(model(x), y)
             loss.backward()
             opt.step()
         model.eval()
         with torch.no_grad():
-            sum((model(x).argmax(1) == y).sum().item() for x, y in test_loader)  # timed, as the course evaluates
+            sum((model(x.to(device)).argmax(1) == y.to(device)).sum().item() for x, y in test_loader)  # timed, as the course evaluates
         times.append(time.perf_counter() - t0)
     return times
 

@@ -33,6 +33,9 @@ class BatchRecorder:
         self.initial = [b[0].weight.detach().clone() for b in model.blocks] + [model.out.weight.detach().clone()]
         model.blocks[0].register_forward_pre_hook(lambda m, inp: self.batches.append(inp[0].sum().item()) if m.training else None)
 
+    def wants(self, step):
+        return True  # every step
+
     def before_step(self, step):
         pass
 

@@ -127,7 +127,8 @@ def test_loss_falls_and_metrics_recorded(data_dir):
     assert s.history[1].train_loss < s.history[0].train_loss
     assert s.step_losses[-1][1] < s.step_losses[0][1]
     assert s.history[-1].test_acc > 0.8 and s.samples_per_sec > 0
-    loss, acc = evaluate(t.model, *[load_dataset("mnist", data_dir).test_x, load_dataset("mnist", data_dir).test_y])
+    data, dev = load_dataset("mnist", data_dir), next(t.model.parameters()).device  # the trainer's device
+    loss, acc = evaluate(t.model, data.test_x.to(dev), data.test_y.to(dev))
     assert acc == pytest.approx(s.history[-1].test_acc) and loss == pytest.approx(s.history[-1].test_loss, rel=1e-5)
 
 

@@ -1,5 +1,7 @@
 """The CUDA-graph training step (core/engine/cuda_graph.py). Its plumbing (static buffers, outputs not
 aliased to them, short batches eager) is checked on any machine; the capture itself only where CUDA is."""
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -77,3 +79,37 @@ def test_a_step_that_cannot_be_captured_trains_eagerly_and_says_so():
     graphed = GraphedStep(syncing)
     losses = [graphed(x, y)[0].item() for x, y in batches("cuda", n=8)]
     assert graphed.path.startswith("eager (CUDA graph capture failed") and len(losses) == 8
+
+
+@cuda
+@pytest.mark.parametrize("bn", [False, True])
+def test_trainer_graph_and_eager_paths_agree(bn, data_dir):
+    """The same run through the graph and the eager path: step losses within 1e-5 over the first 50 steps,
+    and each run says which path it took."""
+    from core.engine.trainer import Trainer
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    cfg = TrainConfig(batch_norm=bn, precision="fp32", epochs=1, max_batches=60, seed=1)
+    runs = {}
+    for graph in (False, True):
+        t = Trainer(cfg, data_dir=data_dir, device=torch.device("cuda"), log_every=1, cuda_graph=graph).start()
+        t.join(300)
+        assert t.snapshot.status == "finished", t.snapshot.error
+        runs[graph] = t.snapshot
+    assert runs[False].engine == "eager" and runs[True].engine == "CUDA graph"
+    eager, graphed = ([loss for _, loss in runs[g].step_losses[:50]] for g in (False, True))
+    assert graphed == pytest.approx(eager, rel=1e-5)
+    assert runs[True].history[0].test_acc == pytest.approx(runs[False].history[0].test_acc, abs=0.002)
+
+
+@cuda
+def test_graph_path_is_deterministic_and_recorded(store):
+    cfg = TrainConfig(batch_norm=True, precision="fp32", epochs=1, max_batches=40, seed=2)
+    snaps = []
+    for _ in range(2):
+        run = store.start(cfg, allow_duplicate=True)
+        store.trainer(run.id).join(300)
+        snaps.append(store.get(run.id).snapshot)
+        status = json.loads((store.root / run.id / "status.json").read_text())
+        assert status["engine"] == "CUDA graph" and status["device"].startswith("cuda")
+    assert snaps[0].step_losses == snaps[1].step_losses

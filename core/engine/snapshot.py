@@ -33,6 +33,7 @@ class RunSnapshot:
     recent_samples_per_sec: float = 0.0  # about the last second
     peak_samples_per_sec: float = 0.0  # the best "recent" figure of this run
     device: str = "cpu"
+    engine: str = ""  # how the steps run: "eager", "CUDA graph", or why a graph could not be used
     threads: int = 0  # intra-op CPU threads the training loop uses now (0: not started)
 
     @property

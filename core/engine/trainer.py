@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from core.engine import cpu
 from core.engine.config import TrainConfig
+from core.engine.cuda_graph import GraphedStep
 from core.engine.data import MEAN, STD, Dataset, iterate_batches, load_dataset, num_batches
 from core.engine.models import MLP, build_model
 from core.engine.optimizers import build_optimizer
@@ -57,7 +58,8 @@ class StepProbe(Protocol):
     """Looks inside the network while it trains (the BatchNorm lab); called in the training thread."""
 
     def attach(self, model: MLP) -> None: ...  # once, before the first step: register forward hooks
-    def before_step(self, step: int) -> None: ...  # before the forward pass of `step` (1-based)
+    def wants(self, step: int) -> bool: ...  # whether it looks at `step` (1-based): that step runs eagerly
+    def before_step(self, step: int) -> None: ...  # before the forward pass of `step`
     def after_backward(self, step: int, model: MLP) -> None: ...  # gradients are there, not yet applied
     def to_dict(self) -> dict: ...  # what it recorded, JSON-ready (saved as probes.json)
 
@@ -104,8 +106,9 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, data_dir: str | None = None, device: torch.device | None = None,
                  listener: RunListener | None = None, log_every: int = 10, probe: StepProbe | None = None,
-                 after: "Trainer | None" = None, keep_model: bool = True) -> None:
+                 after: "Trainer | None" = None, keep_model: bool = True, cuda_graph: bool = True) -> None:
         config.validate()
+        self.cuda_graph = cuda_graph  # on a CUDA device, replay the training step as a CUDA graph
         self.config, self.data_dir, self.listener = config, data_dir, listener
         self.device = device or default_device()
         self.log_every, self.probe = log_every, probe
@@ -214,11 +217,32 @@ class Trainer:
         if self.probe:
             self.probe.attach(model)
         opt = build_optimizer(model.parameters(), cfg)
-        # Mixed precision: thread-local, so other threads (and evaluation) stay in float32.
-        amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-        gen = torch.Generator(device="cpu").manual_seed(cfg.seed)  # minibatch order: same seed, same order
+        # Mixed precision: thread-local, so other threads (and evaluation) stay in float32. A CUDA graph
+        # cannot replay autocast's cache of cast weights: it is switched off there.
+        amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16",
+                             cache_enabled=dev.type != "cuda")
+        # Minibatch order: same seed, same order (on a GPU the shuffling runs there, from its own generator).
+        gen = torch.Generator(device=dev if dev.type == "cuda" else "cpu").manual_seed(cfg.seed)
         steps_per_epoch = num_batches(len(train_x), cfg.batch_size, cfg.max_batches)
-        self._publish(steps_per_epoch=steps_per_epoch, threads=torch.get_num_threads())
+        probe = self.probe
+
+        def train_step(xb: torch.Tensor, yb: torch.Tensor, probe_step: int | None = None):
+            if probe_step:
+                probe.before_step(probe_step)
+            with amp:
+                out = model(xb)  # (B, classes)
+                loss = F.cross_entropy(out, yb)  # autocast computes it in float32
+            opt.zero_grad()
+            loss.backward()
+            if probe_step:
+                probe.after_backward(probe_step, model)
+            opt.step()
+            return loss, out
+
+        # On a GPU the step is launch-bound: capture it once as a CUDA graph (core/engine/cuda_graph.py).
+        graphed = GraphedStep(train_step) if dev.type == "cuda" and self.cuda_graph else None
+        self._publish(steps_per_epoch=steps_per_epoch, threads=torch.get_num_threads(),
+                      engine="eager" if graphed is None else graphed.path)
         step, elapsed, step_losses, history = 0, 0.0, [], []
         throughput = Throughput()
         for epoch in range(1, cfg.epochs + 1):
@@ -239,19 +263,15 @@ class Trainer:
                         self._set_status("running")
                 if self._stop.is_set():
                     break
-                if self.probe:
-                    self.probe.before_step(step + 1)
-                with amp:
-                    out = model(xb)  # (B, 10)
-                    loss = F.cross_entropy(out, yb)  # autocast computes it in float32
-                opt.zero_grad()
-                loss.backward()
-                if self.probe:
-                    self.probe.after_backward(step + 1, model)
-                opt.step()
+                looked_at = probe is not None and probe.wants(step + 1)
+                if graphed is not None and not looked_at:
+                    loss, pred = graphed(xb, yb)
+                else:  # probe steps run eagerly: Python hooks do not run on a graph's replay
+                    loss, out = train_step(xb, yb, step + 1 if looked_at else None)
+                    loss, pred = loss.detach(), out.argmax(1)
                 step, seen = step + 1, seen + len(yb)
-                losses.append(loss.detach())
-                preds.append(out.argmax(1))
+                losses.append(loss)
+                preds.append(pred)
                 labels.append(yb)
                 if i % self.log_every == 0 or i == steps_per_epoch:
                     window = torch.stack(losses).tolist()  # one transfer per window: a GPU sync point
@@ -270,12 +290,14 @@ class Trainer:
                     w0 = now
                     self._publish(step=step, epoch_step=i, step_losses=tuple(step_losses), elapsed=elapsed + busy,
                                   samples_per_sec=seen / max(busy, 1e-9), recent_samples_per_sec=recent,
-                                  peak_samples_per_sec=throughput.peak, threads=torch.get_num_threads())
+                                  peak_samples_per_sec=throughput.peak, threads=torch.get_num_threads(),
+                                  engine="eager" if graphed is None else graphed.path)
                     if self.listener:
                         self.listener.on_steps([entry])
             if self._stop.is_set():
                 break
-            test_loss, test_acc = evaluate(model, test_x, test_y, mean=data.spec.mean, std=data.spec.std)
+            test_loss, test_acc = evaluate(model, test_x, test_y, EVAL_BATCH if dev.type == "cpu" else len(test_y),
+                                           mean=data.spec.mean, std=data.spec.std)  # a GPU takes the split at once
             seconds = time.perf_counter() - t0 - paused
             elapsed += seconds
             history.append(EpochMetrics(epoch, loss_sum / seen, correct / seen, test_loss, test_acc, seconds))

@@ -155,8 +155,11 @@ class BNProbe:
             if model.batch_norm:
                 block[1].register_forward_hook(partial(self._hook, i, "post"))
 
+    def wants(self, step: int) -> bool:
+        return step == 1 or step % self.every == 0
+
     def before_step(self, step: int) -> None:
-        self._current = {"pre": {}, "post": {}} if step == 1 or step % self.every == 0 else None
+        self._current = {"pre": {}, "post": {}} if self.wants(step) else None
 
     def _hook(self, layer: int, kind: str, module: nn.Module, inputs, out: torch.Tensor) -> None:
         cur = self._current

@@ -162,7 +162,8 @@ class _Persist:
         self._pending: list[tuple[int, float]] = []
 
     def on_status(self, snap: RunSnapshot) -> None:
-        atomic_write_json(self.dir / "status.json", {"status": snap.status, "error": snap.error})
+        atomic_write_json(self.dir / "status.json", {"status": snap.status, "error": snap.error, "device": snap.device,
+                                                     "engine": snap.engine})
 
     def on_steps(self, steps: list[tuple[int, float]]) -> None:
         self._pending.extend(steps)  # flushed with the epoch, so the loop does no I/O per step
