@@ -11,6 +11,7 @@ PAGES = [
     st.Page("pages/train.py", title="Train", icon=":material/monitoring:"),
     st.Page("pages/runs.py", title="Runs & evaluation", icon=":material/table_view:"),
     st.Page("pages/batchnorm.py", title="BatchNorm lab", icon=":material/compare:"),
+    st.Page("pages/tuning.py", title="Tuning lab", icon=":material/tune:"),
     st.Page("pages/softmax.py", title="Softmax explorer", icon=":material/functions:"),
     st.Page("pages/draw.py", title="Draw a digit", icon=":material/draw:"),
 ]

@@ -27,6 +27,7 @@ class Meta:
     name: str | None  # None: use the config's label
     created: float | None  # None: use the time in the run id
     group: str | None
+    tags: dict | None = None  # e.g. {"study": name, "trial": 3}
 
 
 def _json(raw: bytes, what: str) -> Any:
@@ -58,7 +59,7 @@ def _is_real(x: Any) -> bool:
 
 
 def parse_meta(raw: bytes, problems: list[str]) -> Meta:
-    """config.json -> Meta. DamagedRunError when the settings cannot be used; odd name/created/group are
+    """config.json -> Meta. DamagedRunError when the settings cannot be used; odd name/created/group/tags are
     replaced (and reported) instead."""
     try:
         meta = _json(raw, "config.json")
@@ -91,7 +92,12 @@ def parse_meta(raw: bytes, problems: list[str]) -> Meta:
     if group is not None and not isinstance(group, str):
         problems.append(f"config.json: 'group' is {_short(group)}, not text; ignored")
         group = None
-    return Meta(config, name, float(created) if created is not None else None, group)
+    tags = meta.get("tags")
+    if tags is not None and not (isinstance(tags, dict) and len(tags) <= 20 and all(
+            isinstance(k, str) and (v is None or isinstance(v, (str, int, float, bool))) for k, v in tags.items())):
+        problems.append(f"config.json: 'tags' is {_short(tags)}, not a few named values; ignored")
+        tags = None
+    return Meta(config, name, float(created) if created is not None else None, group, tags)
 
 
 def parse_status(raw: bytes) -> tuple[str, str | None]:

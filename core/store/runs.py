@@ -1,7 +1,7 @@
 """The run registry: every run's config, metrics and weights, kept on disk and in memory.
 
 Layout of one run, under the runs folder (a run id is always of the form 20260101-120000-1a2b3c):
-    <run_id>/config.json        the TrainConfig (+ name, created, group), written atomically
+    <run_id>/config.json        the TrainConfig (+ name, created, group, tags), written atomically
     <run_id>/status.json        status and message, written atomically
     <run_id>/weights.safetensors  the weights of the last completed epoch, with that epoch's metrics in its
                                 header; replaced atomically at each epoch end
@@ -141,6 +141,7 @@ class RunInfo:
     snapshot: RunSnapshot
     group: str | None = None  # runs started together (a BN / no-BN twin set, a learning-rate sweep)
     problems: tuple[str, ...] = ()  # what was odd in its files and how it was read anyway
+    tags: dict | None = None  # who started it and as what, e.g. {"study": name, "trial": 3} for a tuning trial
 
     @property
     def live(self) -> bool:
@@ -243,7 +244,7 @@ class RunStore:
                            elapsed=sum(h.seconds for h in history))
         return RunInfo(run_id, config, meta.name or config.label(),
                        meta.created if meta.created is not None else created_from_id(run_id), snap, meta.group,
-                       tuple(problems))
+                       tuple(problems), meta.tags)
 
     @staticmethod
     def _read_metrics(d: Path, config: TrainConfig, problems: list[str]):
@@ -328,8 +329,9 @@ class RunStore:
 
     # --- starting and controlling ---------------------------------------------------------
     def start(self, config: TrainConfig, name: str | None = None, allow_duplicate: bool = False,
-              group: str | None = None, after: str | None = None, probe=None) -> RunInfo:
-        """Start a run in a background thread. `after`: a run id to queue behind; `probe`: a StepProbe."""
+              group: str | None = None, after: str | None = None, probe=None, tags: dict | None = None) -> RunInfo:
+        """Start a run in a background thread. `after`: a run id to queue behind; `probe`: a StepProbe;
+        `tags`: JSON-ready facts kept with the run's settings (a tuning study's name and trial number)."""
         config.validate()
         name = check_name(name) if name is not None else config.label()
         with self._lock:
@@ -346,11 +348,11 @@ class RunStore:
                                       "RUNS_DIR (or --runs-dir) to a folder this program may write to.") from None
             created = time.time()
             atomic_write_json(d / "config.json", {"config": config.to_dict(), "name": name, "created": created,
-                                                  "group": group})
+                                                  "group": group, "tags": tags})
             # keep_model=False: an ended run's model is not kept in memory; load_model reads it from disk.
             trainer = Trainer(config, data_dir=self.data_dir, listener=_Persist(d, config, probe), probe=probe,
                               after=self._trainers.get(after) if after else None, keep_model=False)
-            self._runs[run_id] = RunInfo(run_id, config, name, created, trainer.snapshot, group)
+            self._runs[run_id] = RunInfo(run_id, config, name, created, trainer.snapshot, group, tags=tags)
             self._trainers[run_id] = trainer
             atomic_write_json(d / "status.json", {"status": "queued", "error": None})
         trainer.start()
@@ -393,7 +395,8 @@ class RunStore:
         name = check_name(name)
         with self._lock:
             info = self.get(run_id)
-            meta = {"config": info.config.to_dict(), "name": name, "created": info.created, "group": info.group}
+            meta = {"config": info.config.to_dict(), "name": name, "created": info.created, "group": info.group,
+                    "tags": info.tags}
             atomic_write_json(run_dir(self.root, run_id) / "config.json", meta)
             self._runs[run_id] = replace(self._runs[run_id], name=name)
 

@@ -1,0 +1,285 @@
+"""The Tuning page's lessons as experiments: random vs grid, the right scale for a learning rate and for
+Adam's β1, coarse to fine; the numbers each one shows, and how long a study will take on this machine.
+
+Sample draws come from Optuna's own RandomSampler, the sampler the random studies use, so the histograms the
+page shows are the distribution the studies really sample."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from core.engine.config import TrainConfig
+from core.tuning.space import Dimension, make_space
+from core.tuning.study import StudySpec
+
+if TYPE_CHECKING:
+    import optuna
+
+LR_RANGE = (1e-4, 1.0)  # the course's example: uniform sampling spends ~90% of the budget above 0.1
+BETA_RANGE = (0.9, 0.999)  # β1; sampled as 1 - β1 in [1e-3, 1e-1]
+DEFAULT_BUDGET = dict(epochs=3, max_batches=100)  # a trial: 3 reports of 100 batches each
+
+
+# --- sampling on a scale ---------------------------------------------------------------------------------
+def draw(lo: float, hi: float, n: int, log: bool, seed: int = 0) -> np.ndarray:
+    """n values from Optuna's RandomSampler over [lo, hi], uniform or log-uniform."""
+    from optuna.distributions import FloatDistribution
+    from optuna.samplers import RandomSampler
+
+    sampler, dist = RandomSampler(seed=seed), FloatDistribution(lo, hi, log=log)
+    # RandomSampler draws each value from its own generator; the study and trial arguments are not read.
+    return np.array([sampler.sample_independent(None, None, "x", dist) for _ in range(n)])
+
+
+def decades(lo: float, hi: float) -> list[tuple[float, float]]:
+    """[lo, hi] cut at the powers of ten: (1e-4, 1) -> (1e-4, 1e-3), ..., (0.1, 1)."""
+    edges = [lo] + [10.0 ** k for k in range(math.floor(math.log10(lo)) + 1, math.ceil(math.log10(hi)))] + [hi]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def decade_shares(values: Sequence[float], lo: float, hi: float) -> list[tuple[float, float, float]]:
+    """(decade low, decade high, share of the values in it) for each decade of [lo, hi]."""
+    v = np.asarray(values, dtype=float)
+    out = []
+    for i, (a, b) in enumerate(decades(lo, hi)):
+        last = i == len(decades(lo, hi)) - 1
+        inside = (v >= a) & ((v <= b) if last else (v < b))
+        out.append((a, b, float(inside.mean()) if len(v) else 0.0))
+    return out
+
+
+def expected_decade_shares(lo: float, hi: float, log: bool) -> list[tuple[float, float, float]]:
+    """What each decade should get: its width over the range's, in the values (uniform) or their logs."""
+    f = np.log10 if log else (lambda x: x)
+    return [(a, b, float((f(b) - f(a)) / (f(hi) - f(lo)))) for a, b in decades(lo, hi)]
+
+
+# --- the lessons' studies --------------------------------------------------------------------------------
+def _base(epochs: int, max_batches: int | None) -> TrainConfig:
+    return TrainConfig(epochs=epochs, max_batches=max_batches)
+
+
+def log_grid(lo: float, hi: float, k: int) -> list[float]:
+    """k values evenly spaced on a log scale, at the centres of k equal cells of [lo, hi] (not the edges)."""
+    a, b = math.log10(lo), math.log10(hi)
+    return [float(10 ** (a + (b - a) * (i + 0.5) / k)) for i in range(k)]
+
+
+def grid_vs_random(epochs: int, max_batches: int | None, side: int = 3, group: str = "") -> dict[str, StudySpec]:
+    """Same budget (side² trials) over the learning rate and Adam's ε, which barely matters: the grid tries
+    `side` distinct learning rates, random search side²."""
+    space = make_space(["lr", "eps"])
+    n, base = side * side, _base(epochs, max_batches)
+    grid = {d.name: log_grid(d.lo, d.hi, side) for d in space}
+    common = dict(base=base, space=space, n_trials=n, pruner="none", group=group)
+    return {"grid": StudySpec(sampler="grid", grid=grid, lesson="grid", **common),
+            "random": StudySpec(sampler="random", lesson="random", **common)}
+
+
+def lr_scales(epochs: int, max_batches: int | None, n: int = 12, group: str = "") -> dict[str, StudySpec]:
+    """The learning rate alone over [1e-4, 1], sampled uniformly and on a log scale."""
+    lr = make_space(["lr"])[0]
+    common = dict(base=_base(epochs, max_batches), n_trials=n, sampler="random", pruner="none", group=group)
+    return {scale: StudySpec(space=(replace(lr, lo=LR_RANGE[0], hi=LR_RANGE[1], log=scale == "log"),),
+                             lesson=f"lr-{scale}", **common) for scale in ("uniform", "log")}
+
+
+def beta_scales(epochs: int, max_batches: int | None, n: int = 12, group: str = "") -> dict[str, StudySpec]:
+    """Adam's β1 over [0.9, 0.999]: β1 uniformly, and 1 - β1 on a log scale."""
+    one_minus = make_space(["one_minus_beta1"])[0]
+    uniform = Dimension("beta1", "float", "beta1", lo=BETA_RANGE[0], hi=BETA_RANGE[1], label="Adam β1")
+    common = dict(base=_base(epochs, max_batches), n_trials=n, sampler="random", pruner="none", group=group)
+    return {"uniform": StudySpec(space=(uniform,), lesson="beta-uniform", **common),
+            "log": StudySpec(space=(one_minus,), lesson="beta-log", **common)}
+
+
+COARSE_PARAMS = ("lr", "one_minus_beta1")
+
+
+def coarse(epochs: int, max_batches: int | None, n: int = 12, group: str = "") -> StudySpec:
+    """A first random search over the learning rate and 1 - β1, both on a log scale."""
+    return StudySpec(base=_base(epochs, max_batches), space=make_space(list(COARSE_PARAMS)), n_trials=n,
+                     sampler="random", pruner="none", lesson="coarse", group=group)
+
+
+def fine(coarse_spec: StudySpec, region: dict[str, tuple[float, float]], n: int = 12) -> StudySpec:
+    """The same search inside `region` ({name: (lo, hi)}): more trials where the good ones were."""
+    space = tuple(d.with_range(*region[d.name]) if d.name in region else d for d in coarse_spec.space)
+    return replace(coarse_spec, space=space, n_trials=n, lesson="fine", seed=coarse_spec.seed + 1)
+
+
+def propose_region(points: Sequence[tuple[dict[str, float], float]], space: Sequence[Dimension],
+                   top_fraction: float = 0.3, pad: float = 0.25) -> dict[str, tuple[float, float]]:
+    """The box around the best trials ((params, accuracy) pairs): the top `top_fraction` of them (at least 2),
+    widened by `pad` of its span on each side (on a log scale for log parameters), inside the old range."""
+    ranked = sorted(points, key=lambda p: p[1], reverse=True)
+    best = ranked[: max(2, math.ceil(len(ranked) * top_fraction))]
+    return box_around([p for p, _ in best], space, pad)
+
+
+def box_around(params: Sequence[dict[str, float]], space: Sequence[Dimension],
+               pad: float = 0.25) -> dict[str, tuple[float, float]]:
+    """The smallest box holding these points, padded, clipped to each dimension's range."""
+    region = {}
+    for d in space:
+        if d.kind == "categorical" or not params:
+            continue
+        f, g = (math.log10, lambda x: 10 ** x) if d.log else (float, float)
+        vals = [f(p[d.name]) for p in params]
+        lo, hi = min(vals), max(vals)
+        width = max(hi - lo, (f(d.hi) - f(d.lo)) * 0.05)  # never a box of zero width
+        lo, hi = lo - pad * width, hi + pad * width
+        region[d.name] = (max(d.lo, g(lo)), min(d.hi, g(hi)))
+    return region
+
+
+# --- what a study has found ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrialRow:
+    number: int
+    state: str  # COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    params: dict[str, Any]  # as sampled (1 - β1, the width factor)
+    accuracy: float | None  # the final test accuracy; for a pruned trial the last one it reported
+    epochs: int  # epochs it reported
+    seconds: float | None  # training time of its run
+    run_id: str | None
+    note: str  # why it ended without a result, if it did
+
+    @property
+    def counted(self) -> bool:
+        return not self.note
+
+
+def trial_rows(study: "optuna.Study") -> list[TrialRow]:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    rows = []
+    for t in trials:
+        acc = t.value if t.state == TrialState.COMPLETE else (
+            t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
+        note = t.user_attrs.get("uncounted", "")
+        if t.state == TrialState.FAIL and t.number in retried:
+            note = note or "its process stopped; run again"
+        seconds = t.user_attrs.get("seconds")
+        if seconds is None and t.duration is not None:
+            seconds = t.duration.total_seconds()
+        rows.append(TrialRow(t.number, t.state.name, dict(t.params), acc, len(t.intermediate_values), seconds,
+                             t.user_attrs.get("run_id"), note))
+    return rows
+
+
+def distinct_values(rows: Sequence[TrialRow], name: str) -> int:
+    return len({r.params[name] for r in rows if name in r.params and r.counted})
+
+
+def best_row(rows: Sequence[TrialRow]) -> TrialRow | None:
+    done = [r for r in rows if r.state == "COMPLETE" and r.accuracy is not None]
+    return max(done, key=lambda r: r.accuracy, default=None)
+
+
+# --- how long it will take -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pace:
+    """This machine's speed for the course network (measured): a training step costs `step_fixed` +
+    `per_sample` x batch size seconds, a pass over the 10,000 test images `eval_seconds`; scaled by the
+    number of weights for other widths. `start` is a run's own start-up (thread, files)."""
+    step_fixed: float
+    per_sample: float
+    eval_seconds: float
+    start: float = 0.05
+
+    def trial_seconds(self, config: TrainConfig) -> float:
+        from core.engine.data import dataset_spec, num_batches
+
+        w = weights(config) / weights(TrainConfig())
+        batches = num_batches(dataset_spec(config.dataset).train_size, config.batch_size, config.max_batches)
+        step = self.step_fixed + self.per_sample * config.batch_size * w
+        return config.epochs * (batches * step + self.eval_seconds * w) + self.start
+
+
+def weights(config: TrainConfig) -> int:
+    """Multiply-adds per image: what a step's time grows with."""
+    sizes = (784, *config.hidden, 10)
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def measure_pace(data_dir: str | None = None, steps: int = 12) -> Pace:
+    """Time a few training steps at two batch sizes and one evaluation (about half a second). Runs in a thread
+    of its own, which then ends: a long-lived thread that has run torch slows later training."""
+    out: dict[str, Pace] = {}
+    t = threading.Thread(target=lambda: out.setdefault("pace", _measure(data_dir, steps)), name="pace")
+    t.start()
+    t.join()
+    return out["pace"]
+
+
+def _measure(data_dir: str | None, steps: int) -> Pace:
+    import torch
+    from torch.nn import functional as F
+
+    from core.engine import cpu
+    from core.engine.data import iterate_batches, load_dataset
+    from core.engine.models import build_model
+    from core.engine.optimizers import build_optimizer
+    from core.engine.trainer import evaluate
+
+    cpu.use_base_threads()
+    config = TrainConfig()
+    data = load_dataset(config.dataset, data_dir)
+    model = build_model(config)
+    opt = build_optimizer(model.parameters(), config)
+    per_step = {}
+    for bs in (32, 256):
+        batches = iterate_batches(data.train_x, data.train_y, bs, torch.Generator().manual_seed(0), steps + 2)
+        for i, (xb, yb) in enumerate(batches):
+            if i == 2:  # two warm-up steps
+                t0 = time.perf_counter()
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        per_step[bs] = (time.perf_counter() - t0) / steps
+    t0 = time.perf_counter()
+    evaluate(model, data.test_x, data.test_y)
+    eval_seconds = time.perf_counter() - t0
+    per_sample = max(0.0, (per_step[256] - per_step[32]) / (256 - 32))
+    return Pace(max(0.0, per_step[32] - 32 * per_sample), per_sample, eval_seconds)
+
+
+def estimate_seconds(spec: StudySpec, pace: Pace, draws: int = 64) -> float:
+    """Seconds for the whole budget, if no trial is pruned: the mean trial over draws from the space (the
+    grid's points for a grid) times the number of trials."""
+    if spec.sampler == "grid":
+        import itertools
+
+        combos = [dict(zip(spec.grid, vals)) for vals in itertools.product(*spec.grid.values())]
+    else:
+        samples = {d.name: _draw_param(d, draws, i) for i, d in enumerate(spec.space)}
+        combos = [{k: v[i] for k, v in samples.items()} for i in range(draws)]
+    per_trial = [pace.trial_seconds(spec.trial_config(p)) for p in combos]
+    return spec.n_trials * float(np.mean(per_trial))
+
+
+def _draw_param(d: Dimension, n: int, seed: int) -> list[Any]:
+    from optuna.samplers import RandomSampler
+
+    sampler, dist = RandomSampler(seed=seed), d.distribution()
+    return [sampler.sample_independent(None, None, d.name, dist) for _ in range(n)]
+
+
+def budget_words(spec: StudySpec) -> dict[str, float]:
+    """What a trial's budget is, in numbers the page states: images seen, as a share of one pass."""
+    from core.engine.data import dataset_spec, num_batches
+
+    train = dataset_spec(spec.base.dataset).train_size
+    batches = num_batches(train, spec.base.batch_size, spec.base.max_batches)
+    images = spec.base.epochs * batches * spec.base.batch_size
+    return {"epochs": spec.base.epochs, "batches": batches, "images": images, "passes": images / train,
+            "train_size": train}

@@ -1,0 +1,81 @@
+"""Where studies live: a journal file under the runs folder by default, or any storage URL Optuna accepts.
+
+The journal (Optuna's JournalFileBackend) is an append-only log of every study operation: it survives a
+server restart, and several processes on one machine can work on one study through it (a lock file
+serialises their appends). A URL with a scheme (sqlite:///studies.db, postgresql://user@host/db) is an RDB
+storage instead: that is how one study spreads over several machines. Storage objects are kept one per URL
+per process: a journal is replayed once and then read incrementally.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.store.runs import resolve_runs_dir
+
+if TYPE_CHECKING:
+    import optuna
+
+JOURNAL_NAME = "studies.journal"  # a file, not a folder: the run store lists folders only
+HEARTBEAT_SECONDS = 10  # RDB storages: a worker's liveness signal, and how long silence means it died
+GRACE_SECONDS = 60
+
+_lock = threading.Lock()
+_storages: dict[str, "optuna.storages.BaseStorage"] = {}
+
+
+def default_storage_url(runs_dir: str | os.PathLike | None = None) -> str:
+    return str(resolve_runs_dir(runs_dir) / JOURNAL_NAME)
+
+
+def is_rdb_url(url: str) -> bool:
+    return "://" in url
+
+
+def describe(url: str) -> str:
+    if is_rdb_url(url):
+        scheme, _, rest = url.partition("://")
+        return f"{scheme} database ({rest.rpartition('@')[2]})"  # never show a password
+    return f"journal file {url}"
+
+
+def open_storage(url: str) -> "optuna.storages.BaseStorage":
+    """The storage for `url` (a journal file path, or an RDB URL); ValueError with the reason when it cannot
+    be opened."""
+    with _lock:
+        if url not in _storages:
+            _storages[url] = _open(url)
+        return _storages[url]
+
+
+def _open(url: str) -> "optuna.storages.BaseStorage":
+    import optuna
+    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is the page's and the CLI's job
+    if not is_rdb_url(url):
+        path = Path(url)
+        if path.is_dir():
+            raise ValueError(f"storage: {url} is a folder; give a journal file path such as {path / JOURNAL_NAME}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # An open-file lock (not the default symlink) keeps the runs folder free of links.
+            return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+        except OSError as e:
+            raise ValueError(f"storage: cannot use the journal file {url} ({e.strerror or e})") from None
+    kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}  # wait for the other writer
+    try:
+        with warnings.catch_warnings():  # the heartbeat has been "experimental" since Optuna 2.8; it is what RDB has
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # A worker that dies mid-trial (another machine's included) stops beating; after the grace period the
+            # next worker fails its trial and queues the parameters again.
+            return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
+                              grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+    except ImportError as e:
+        raise ValueError(f"storage: the database driver for {describe(url)} is not installed ({e})") from None
+    except Exception as e:  # SQLAlchemy's URL and connection errors have many types
+        raise ValueError(f"storage: cannot open {describe(url)} ({type(e).__name__}: {str(e).splitlines()[0]})") from None

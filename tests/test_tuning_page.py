@@ -1,0 +1,73 @@
+"""AppTest of the Tuning page: the lessons' instant numbers, and a tiny study started, stopped and resumed."""
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.waiting import wait_until
+from ui import keys as K
+
+TIMEOUT = 120
+
+
+@pytest.fixture
+def page(app_env):
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/tuning.py").run()
+    yield at
+    from ui.tuning import get_tuner
+
+    get_tuner().stop_all(wait=30)  # before app_env stops the runs: a runner would start the next trial
+
+
+def texts(at) -> str:
+    return " ".join(str(e.value) for coll in (at.markdown, at.caption, at.info, at.warning, at.error) for e in coll)
+
+
+def test_scale_lessons_show_their_numbers_before_any_training(page):
+    assert not page.exception
+    tables = [t.value for t in page.dataframe]
+    lr = next(t for t in tables if "uniform draws" in t.columns)
+    top = lr.iloc[-1]
+    assert top["decade"] == "0.1 – 1" and abs(float(top["uniform draws"].rstrip("%")) - 90) < 2
+    assert all(abs(float(v.rstrip("%")) - 25) < 4 for v in lr["log-scale draws"])
+    beta = next(t for t in tables if "steps averaged" in t.columns)
+    assert list(beta["steps averaged"]) == ["100 – 1000", "10 – 100"]
+    assert abs(float(beta.iloc[0]["1 - β1 log scale"].rstrip("%")) - 50) < 4
+    assert "passes over the 60,000 training images" in texts(page)
+    assert "on this machine" in texts(page)  # every start button states its duration first
+
+
+def test_start_stop_and_resume_a_tiny_study(page):
+    from ui.registry import get_store
+    from ui.tuning import get_tuner
+
+    at, store, tuner = page, get_store(), get_tuner()
+    at.number_input(key=K.TUNE_EPOCHS).set_value(2)
+    at.number_input(key=K.TUNE_BATCHES).set_value(400)  # long enough to be stopped in the middle
+    at.multiselect(key=K.TUNE_OWN_PARAMS).set_value(["lr"])
+    at.number_input(key=K.TUNE_OWN_N).set_value(2)
+    at.text_input(key=K.TUNE_OWN_NAME).set_value("tiny")
+    at.button(key=K.TUNE_OWN_START).click().run()
+    assert not at.exception
+    assert tuner.running("tiny")
+    wait_until(lambda: any(r.live for r in store.list()), TIMEOUT, 0.02, "the first trial's run to start")
+    at.run()
+    assert "trials · running here" in texts(at)
+    at.button(key=K.TUNE_STOP + "view").click().run()
+    wait_until(lambda: not tuner.running("tiny"), TIMEOUT, 0.05, "the study to stop")
+    at.run()
+    assert "stopped: press Resume" in texts(at)
+    stopped = store.list()[0]  # the newest
+    assert stopped.snapshot.status == "stopped" and stopped.tags["study"] == "tiny"
+    table = at.dataframe[-1].value
+    assert list(table["state"]).count("fail") == 1 and list(table["state"])[-1] == "waiting"
+    assert "stopped before it finished" in list(table["note"])
+
+    at.button(key=K.TUNE_RESUME + "view").click().run()
+    wait_until(lambda: not tuner.running("tiny"), TIMEOUT, 0.05, "the study to finish")
+    at.run()
+    assert not at.exception
+    assert "**tiny**: 2 of 2 trials · done · best" in texts(at)
+    table = at.dataframe[-1].value
+    assert sorted(table["state"]) == ["complete", "complete", "fail"]
+    assert len([r for r in store.list() if r.snapshot.status == "finished"]) == 2
