@@ -46,22 +46,25 @@ with st.container(border=True):
 
 
 def start_group(specs: dict, prefix: str) -> str:
-    group = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    """The lesson's studies, started together; a new sampler seed each time (kept in the specs), so running a
+    lesson again is another draw, not a replay."""
+    token = uuid.uuid4().hex[:6]
+    group, seed = f"{prefix}-{token}", int(token, 16)
     for key, spec in specs.items():
-        tuner.create(f"{group}-{key}", replace(spec, group=group))
+        tuner.create(f"{group}-{key}", replace(spec, group=group, seed=seed))
     return group
 
 
 def newest_group(lessons: tuple[str, ...], chosen_key: str) -> dict[str, str] | None:
     """{lesson: study name} of the chosen (else newest) group of these lessons' studies."""
     groups: dict[str, dict[str, str]] = {}
-    for name, spec in tuner.specs():
+    for name, spec in reversed(tuner.specs()):  # oldest first: a group's studies in the order they were made
         if spec.lesson in lessons and spec.group:
             groups.setdefault(spec.group, {})[spec.lesson] = name
     if not groups:
         return None
     chosen = st.session_state.get(chosen_key)
-    return groups[chosen] if chosen in groups else next(iter(groups.values()))
+    return groups[chosen] if chosen in groups else list(groups.values())[-1]
 
 
 def points(name: str, x) -> list:
@@ -86,10 +89,10 @@ def live_panel(names: list[str], key: str, draw) -> None:
     panel()
 
 
-def best_text(label: str, name: str, param: str) -> str:
+def best_text(name: str, param: str) -> str:
     study, _ = tuner.open(name)
     best = T.best_row(T.trial_rows(study))
-    return f"{label}: best {best.accuracy:.2%} at {param} {best.params[param]:.3g}" if best else f"{label}: no result yet"
+    return f"best {best.accuracy:.2%} at {param} {best.params[param]:.3g}" if best else "no result yet"
 
 
 gvr, scale, beta, c2f, own = st.tabs(["Random beats grid", "Scale: learning rate", "Scale: Adam's β1",
@@ -108,7 +111,7 @@ with gvr:
     if found is None:
         st.info("No experiment yet: press the button.")
     else:
-        def draw_gvr() -> None:
+        def draw_gvr(found: dict = found) -> None:  # bound now: `found` is reassigned below
             series = {k: points(found[k], lambda p: p["lr"]) for k in ("grid", "random") if k in found}
             c1, c2 = st.columns(2)
             c1.plotly_chart(trials_scatter(series, "Test accuracy vs learning rate", "learning rate"),
@@ -119,7 +122,7 @@ with gvr:
             for k, pts in series.items():
                 rows = [r for _, r in pts]
                 st.markdown(f"**{k}**: {T.distinct_values(rows, 'lr')} distinct learning rates in "
-                            f"{sum(r.counted for r in rows)} trials · " + best_text(k, found[k], "lr"))
+                            f"{sum(r.counted for r in rows)} trials · " + best_text(found[k], "lr"))
 
         live_panel(list(found.values()), "gvr", draw_gvr)
 
@@ -137,21 +140,21 @@ with scale:
                   for (a, b, su), (_, _, sl), (_, _, eu), (_, _, el) in zip(
                       shares["uniform"], shares["log scale"], T.expected_decade_shares(lo, hi, False),
                       T.expected_decade_shares(lo, hi, True))], hide_index=True)
-    n = int(st.number_input("Trials per scale", 4, 30, 10, key=K.TUNE_LR_N))
+    n = int(st.columns(4)[0].number_input("Trials per scale", 4, 30, 10, key=K.TUNE_LR_N))
     specs = T.lr_scales(epochs, max_batches, n)
     st.caption(f"{2 * n} trials: {about(sum(T.estimate_seconds(s, pace) for s in specs.values()))} on this machine.")
     if st.button("Run a study on each scale", key=K.TUNE_LR_START, type="primary"):
         st.session_state[K.TUNE_LR_GROUP] = start_group(specs, "lr-scale")
     found = newest_group(("lr-uniform", "lr-log"), K.TUNE_LR_GROUP)
     if found is not None:
-        def draw_lr() -> None:
+        def draw_lr(found: dict = found) -> None:
             series = {k.removeprefix("lr-"): points(v, lambda p: p["lr"]) for k, v in found.items()}
             st.plotly_chart(trials_scatter(series, "Test accuracy vs learning rate (log axis)", "learning rate"),
                             key="tune_lr_scatter", width="stretch")
             for k, pts in series.items():
                 rows = [r for _, r in pts if r.counted]
                 st.markdown(f"**{k}**: {sum(x > 0.1 for x, r in pts if r.counted)} of {len(rows)} trials above 0.1 · "
-                            + best_text(k, found[f"lr-{k}"], "lr"))
+                            + best_text(found[f"lr-{k}"], "lr"))
 
         live_panel(list(found.values()), "lr", draw_lr)
 
@@ -170,7 +173,7 @@ with beta:
                   for (a, b, su), (_, _, sl) in zip(T.decade_shares(one_minus["β1 uniform"], 1 - bhi, 1 - blo),
                                                     T.decade_shares(one_minus["1 - β1 on a log scale"], 1 - bhi, 1 - blo))],
                  hide_index=True)
-    n = int(st.number_input("Trials per scale", 4, 30, 10, key=K.TUNE_BETA_N))
+    n = int(st.columns(4)[0].number_input("Trials per scale", 4, 30, 10, key=K.TUNE_BETA_N))
     specs = T.beta_scales(epochs, max_batches, n)
     st.caption(f"{2 * n} trials: {about(sum(T.estimate_seconds(s, pace) for s in specs.values()))} on this machine.")
     if st.button("Run a study on each scale", key=K.TUNE_BETA_START, type="primary"):
@@ -180,7 +183,7 @@ with beta:
         def x_beta(p: dict) -> float:
             return p["one_minus_beta1"] if "one_minus_beta1" in p else 1 - p["beta1"]
 
-        def draw_beta() -> None:
+        def draw_beta(found: dict = found) -> None:
             series = {k.removeprefix("beta-"): points(v, x_beta) for k, v in found.items()}
             st.plotly_chart(trials_scatter(series, "Test accuracy vs 1 - β1 (log axis)", "1 - β1"),
                             key="tune_beta_scatter", width="stretch")
@@ -194,14 +197,15 @@ with c2f:
     st.markdown("A first random search over the learning rate and 1 - β1, then a second one inside the region where "
                 "the best trials cluster. Select trials on the chart (box or lasso) to choose the region yourself; "
                 "otherwise the box around the best third is proposed.")
-    n = int(st.number_input("Trials per search", 4, 30, 12, key=K.TUNE_C2F_N))
+    n = int(st.columns(4)[0].number_input("Trials per search", 4, 30, 12, key=K.TUNE_C2F_N))
     spec_c = T.coarse(epochs, max_batches, n)
     st.caption(f"{n} trials per search: {about(T.estimate_seconds(spec_c, pace))} each on this machine.")
     if st.button("Run the coarse search", key=K.TUNE_C2F_START, type="primary"):
         st.session_state[K.TUNE_C2F_GROUP] = start_group({"coarse": spec_c}, "coarse-to-fine")
+        st.session_state.pop(K.TUNE_C2F_CHART, None)  # a selection on the previous search's chart
     found = newest_group(("coarse", "fine"), K.TUNE_C2F_GROUP)
     if found is not None:
-        def draw_c2f() -> None:
+        def draw_c2f(found: dict = found) -> None:
             coarse_study, coarse_spec = tuner.open(found["coarse"])
             layers = {"coarse": T.trial_rows(coarse_study)}
             boxes = {"coarse range": {d.name: (d.lo, d.hi) for d in coarse_spec.space}}
@@ -210,24 +214,26 @@ with c2f:
                 layers["fine"] = T.trial_rows(fine_study)
                 boxes["fine box"] = {d.name: (d.lo, d.hi) for d in fine_spec.space}
             done = [(r.params, r.accuracy) for r in layers["coarse"] if r.state == "COMPLETE"]
-            proposed = T.propose_region(done, coarse_spec.space) if len(done) >= 2 else None
-            if "fine" not in found and proposed:
-                boxes["proposed box"] = proposed
             live = any(tuner.running(v) for v in found.values())
-            event = st.plotly_chart(region_scatter(layers, "lr", "one_minus_beta1", boxes, "learning rate", "1 - β1"),
-                                    key=K.TUNE_C2F_CHART, width="stretch",
-                                    on_select="ignore" if live else "rerun", selection_mode=("box", "lasso"))
+            region, picked = None, []
+            if "fine" not in found and len(done) >= 2 and not live:
+                # the learner's box or lasso on this chart, from the last rerun (it holds the selected points)
+                selection = (st.session_state.get(K.TUNE_C2F_CHART) or {}).get("selection") or {}
+                picked = [{"lr": p["x"], "one_minus_beta1": p["y"]} for p in selection.get("points", [])
+                          if "x" in p and "y" in p]
+                region = T.box_around(picked, coarse_spec.space) if picked else T.propose_region(done, coarse_spec.space)
+                boxes["your box" if picked else "proposed box"] = region
+            st.plotly_chart(region_scatter(layers, "lr", "one_minus_beta1", boxes, "learning rate", "1 - β1"),
+                            key=K.TUNE_C2F_CHART, width="stretch", on_select="ignore" if live else "rerun",
+                            selection_mode=("box", "lasso"))
             for k, v in found.items():
-                st.markdown(best_text(k, v, "lr"))
-            if "fine" in found or not proposed or live:
+                st.markdown(f"**{k}**: " + best_text(v, "lr"))
+            if region is None:
                 return
-            picked = [{"lr": p["x"], "one_minus_beta1": p["y"]} for p in (event.selection.points if event else [])
-                      if "x" in p and "y" in p]
-            region = T.box_around(picked, coarse_spec.space) if len(picked) >= 1 else proposed
-            st.markdown(f"Region ({'your selection' if picked else 'proposed'}): learning rate "
-                        f"{region['lr'][0]:.3g} – {region['lr'][1]:.3g}, 1 - β1 {region['one_minus_beta1'][0]:.3g} – "
-                        f"{region['one_minus_beta1'][1]:.3g} (β1 {1 - region['one_minus_beta1'][1]:.4f} – "
-                        f"{1 - region['one_minus_beta1'][0]:.4f}).")
+            st.markdown(f"Region ({'around the trials you selected' if picked else 'around the best third, proposed'}): "
+                        f"learning rate {region['lr'][0]:.3g} – {region['lr'][1]:.3g}, 1 - β1 "
+                        f"{region['one_minus_beta1'][0]:.3g} – {region['one_minus_beta1'][1]:.3g} (β1 "
+                        f"{1 - region['one_minus_beta1'][1]:.4f} – {1 - region['one_minus_beta1'][0]:.4f}).")
             if st.button("Start a finer study inside this region", key=K.TUNE_C2F_FINE, type="primary"):
                 spec_f = T.fine(coarse_spec, region, coarse_spec.n_trials)
                 tuner.create(f"{coarse_spec.group}-fine", spec_f)
@@ -269,7 +275,7 @@ with own:
         view_live = tuner.running(view)
 
         @st.fragment(run_every=2.0 if view_live else None)
-        def live_view() -> None:
+        def live_view(view: str = view, view_live: bool = view_live) -> None:
             study_view(tuner, view, "view")
             if view_live and not tuner.running(view):
                 st.rerun(scope="app")

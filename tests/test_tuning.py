@@ -131,13 +131,13 @@ def test_tiny_study_end_to_end_through_the_run_store(store):
     study, spec = open_study(url, "tiny")
     assert states(study) == {"COMPLETE": 3} and state.trials_done == 3
     for t in study.trials:
-        run = store.get(t.user_attrs["run_id"])
+        run = store.get(t.user_attrs["run"]["id"])
         assert run.snapshot.status == "finished" and run.tags == {"study": "tiny", "trial": t.number}
         assert t.value == run.snapshot.final.test_acc and f"tiny · trial {t.number}" == run.name
         assert run.config == spec.trial_config(t.params)
         assert run.config.beta1 == pytest.approx(1 - t.params["one_minus_beta1"])
     assert len(store.list()) == 3
-    assert RunStore(store.root, store.data_dir).get(study.trials[0].user_attrs["run_id"]).tags["study"] == "tiny"
+    assert RunStore(store.root, store.data_dir).get(study.trials[0].user_attrs["run"]["id"]).tags["study"] == "tiny"
     for timing in state.timings:  # every trial's time is accounted for
         assert 0 < timing.optuna < timing.wall and 0 < timing.run < timing.wall
 
@@ -153,7 +153,7 @@ def test_a_clearly_bad_trial_is_pruned(store):
     run_study(store, url, "prune", seed=0)
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
-    bad = store.get(trials[2].user_attrs["run_id"])
+    bad = store.get(trials[2].user_attrs["run"]["id"])
     assert bad.snapshot.status == "pruned" and "pruned after epoch 1" in bad.snapshot.error
     assert bad.snapshot.epoch < 3 and len(trials[2].intermediate_values) == 1
     assert trials[2].intermediate_values[1] < min(t.value for t in trials[:2]) - 0.2
@@ -179,7 +179,7 @@ def test_stopped_study_resumes_after_the_store_is_rebuilt_from_disk(tmp_path, da
     assert len(stopped) == 1 and stopped[0].user_attrs["uncounted"]
     retry = [t for t in study.trials if t.state.name == "WAITING"]
     assert len(retry) == 1 and retry[0].system_attrs["fixed_params"] == stopped[0].params
-    assert store.get(stopped[0].user_attrs["run_id"]).snapshot.status == "stopped"
+    assert store.get(stopped[0].user_attrs["run"]["id"]).snapshot.status == "stopped"
     assert budget_used(study) < 3
 
     S._storages.clear()  # a new process: the journal is read from disk again, the store from its folders
@@ -192,7 +192,7 @@ def test_stopped_study_resumes_after_the_store_is_rebuilt_from_disk(tmp_path, da
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 3 and budget_used(study) == 3
     assert any(t.params == stopped[0].params for t in complete)  # the stopped trial ran again, once
-    ids = [t.user_attrs["run_id"] for t in complete]
+    ids = [t.user_attrs["run"]["id"] for t in complete]
     assert len(set(ids)) == 3 and all(store2.get(i).snapshot.status == "finished" for i in ids)
     assert len(store2.list()) == 4  # three results and the stopped run, nothing twice
 
@@ -206,7 +206,7 @@ def test_trial_of_a_dead_process_runs_again(store):
         d.suggest(orphan)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     host, _, _ = worker_id().split(":")
-    orphan.set_user_attr("worker", f"{host}:{dead.stdout.strip()}:1")  # a process that has ended
+    orphan.set_user_attr("run", {"id": None, "worker": f"{host}:{dead.stdout.strip()}:1"})  # a process that ended
     run_study(store, url, "dead", seed=0)
     trials = study.get_trials()
     assert trials[0].state.name == "FAIL" and states(study) == {"FAIL": 1, "COMPLETE": 2}
@@ -237,10 +237,10 @@ def test_two_worker_processes_share_one_study(tmp_path, data_dir, kind):
     others = [t for t in study.trials if t.state.name != "COMPLETE"]
     assert len(complete) == n and all(t.user_attrs.get("uncounted") for t in others)  # budget exact, none lost
     store = RunStore(runs, data_dir)
-    ids = [t.user_attrs["run_id"] for t in complete]
+    ids = [t.user_attrs["run"]["id"] for t in complete]
     assert len(set(ids)) == n and len(store.list()) == n  # no trial run twice, no stray run
     for t in complete:  # every result is its run's
-        run = store.get(t.user_attrs["run_id"])
+        run = store.get(t.user_attrs["run"]["id"])
         assert run.tags == {"study": "shared", "trial": t.number} and t.value == run.snapshot.final.test_acc
     assert sum(here) == len(study.trials)
 

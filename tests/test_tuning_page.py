@@ -71,3 +71,21 @@ def test_start_stop_and_resume_a_tiny_study(page):
     table = at.dataframe[-1].value
     assert sorted(table["state"]) == ["complete", "complete", "fail"]
     assert len([r for r in store.list() if r.snapshot.status == "finished"]) == 2
+
+
+def test_random_beats_grid_lesson_counts_what_each_search_tried(page):
+    from ui.tuning import get_tuner
+
+    at, tuner = page, get_tuner()
+    at.number_input(key=K.TUNE_EPOCHS).set_value(1)
+    at.number_input(key=K.TUNE_BATCHES).set_value(2)
+    at.button(key=K.TUNE_GVR_START).click().run()
+    assert not at.exception
+    names = [n for n, _ in tuner.specs()]
+    assert len(names) == 2 and all(n.startswith("grid-vs-random-") for n in names)
+    wait_until(lambda: not any(tuner.running(n) for n in names), TIMEOUT, 0.05, "both studies to finish")
+    at.run()
+    shown = texts(at)
+    assert "**grid**: 3 distinct learning rates in 9 trials" in shown
+    assert "**random**: 9 distinct learning rates in 9 trials" in shown
+    assert all(f"**{n}**: 9 of 9 trials · done" in shown for n in names)

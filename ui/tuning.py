@@ -35,7 +35,7 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 360) -> go
 
 def _log_ticks(fig: go.Figure, lo: float, hi: float, axis: str = "x") -> None:
     ks = list(range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1))
-    getattr(fig, f"update_{axis}axes")(tickvals=ks, ticktext=[f"{10.0 ** k:g}" for k in ks])
+    getattr(fig, f"update_{axis}axes")(tickvals=ks, ticktext=[f"10<sup>{k}</sup>" for k in ks])
 
 
 def sample_histogram(samples: dict[str, np.ndarray], lo: float, hi: float, title: str, xlabel: str,
@@ -67,7 +67,7 @@ def trials_scatter(series: dict[str, list[tuple[float, TrialRow]]], title: str, 
                         customdata=[r.number for _, r in pts],
                         hovertemplate=f"{xlabel} %{{x:.3g}}<br>accuracy %{{y:.2%}}<br>trial %{{customdata}}<extra>{name}</extra>")
     if log_x:
-        fig.update_xaxes(type="log")
+        fig.update_xaxes(type="log", dtick=1, exponentformat="power")
     fig.update_yaxes(tickformat=".0%")
     return _layout(fig, title, xlabel, "test accuracy")
 
@@ -79,6 +79,7 @@ def region_scatter(layers: dict[str, list[TrialRow]], x: str, y: str, boxes: dic
     symbols = ("circle", "diamond")
     accs = [r.accuracy for rows in layers.values() for r in rows if r.accuracy is not None]
     lo, hi = (min(accs), max(accs)) if accs else (0.0, 1.0)
+    lo, hi = max(0.0, min(lo, hi - 0.01)), min(1.0, max(hi, lo + 0.01))  # one point: a colour scale of some width
     for i, (name, rows) in enumerate(layers.items()):
         rows = [r for r in rows if r.accuracy is not None and r.counted and x in r.params and y in r.params]
         fig.add_scatter(x=[r.params[x] for r in rows], y=[r.params[y] for r in rows], mode="markers", name=name,
@@ -92,8 +93,8 @@ def region_scatter(layers: dict[str, list[TrialRow]], x: str, y: str, boxes: dic
         (x0, x1), (y0, y1) = box[x], box[y]
         fig.add_scatter(x=[x0, x1, x1, x0, x0], y=[y0, y0, y1, y1, y0], mode="lines", name=name, hoverinfo="skip",
                         line=dict(color=PALETTE[(j + 1) % len(PALETTE)], dash="dash", width=2))
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+    fig.update_xaxes(type="log", dtick=1, exponentformat="power")
+    fig.update_yaxes(type="log", dtick=1, exponentformat="power")
     fig.update_layout(dragmode="select")
     return _layout(fig, title, xlabel, ylabel, height=460)
 
@@ -157,6 +158,7 @@ def optuna_figures(study, spec: StudySpec, rows: Sequence[TrialRow]) -> dict[str
     figs: dict[str, go.Figure] = {}
     if complete >= 1:
         figs["history"] = vis.plot_optimization_history(study, target_name="test accuracy")
+        figs["history"].update_layout(title="Optimization history: each trial and the best so far")
         first = "lr" if any(d.name == "lr" for d in spec.space) else spec.space[0].name
         figs["slice"] = vis.plot_slice(study, params=[first], target_name="test accuracy")
         figs["slice"].update_layout(title=f"Test accuracy vs {first}" + (" (log axis)" if any(
@@ -165,6 +167,8 @@ def optuna_figures(study, spec: StudySpec, rows: Sequence[TrialRow]) -> dict[str
         figs["parallel"] = vis.plot_parallel_coordinate(study, target_name="test accuracy")
         try:
             figs["importance"] = vis.plot_param_importances(study, target_name="test accuracy")
+            figs["importance"].update_layout(title=f"Parameter importances (fANOVA over {complete} finished trials: "
+                                                   "few trials, rough ranking)")
         except (ValueError, RuntimeError):
             pass  # too few distinct values yet
     if any(r.epochs for r in rows):
@@ -179,7 +183,7 @@ def optuna_figures(study, spec: StudySpec, rows: Sequence[TrialRow]) -> dict[str
 def study_view(tuner: Tuner, name: str, key: str) -> None:
     """Status, Stop / Resume, the trials table and Optuna's charts of one study."""
     study, spec = tuner.open(name)
-    rows = trial_rows(study)
+    rows = trial_rows(study, tuner.store)
     st.markdown(status_line(tuner, name, spec, rows))
     stop_resume(tuner, [name], key)
     if rows:

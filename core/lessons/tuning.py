@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from core.engine.config import TrainConfig
+from core.store.runs import RunStore
 from core.tuning.space import Dimension, make_space
-from core.tuning.study import StudySpec
+from core.tuning.study import StudySpec, run_of
 
 if TYPE_CHECKING:
     import optuna
@@ -155,7 +156,8 @@ class TrialRow:
         return not self.note
 
 
-def trial_rows(study: "optuna.Study") -> list[TrialRow]:
+def trial_rows(study: "optuna.Study", store: RunStore | None = None) -> list[TrialRow]:
+    """The study's trials; `store`: where to read each run's training time (else the trial's wall time)."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -167,11 +169,15 @@ def trial_rows(study: "optuna.Study") -> list[TrialRow]:
         note = t.user_attrs.get("uncounted", "")
         if t.state == TrialState.FAIL and t.number in retried:
             note = note or "its process stopped; run again"
-        seconds = t.user_attrs.get("seconds")
-        if seconds is None and t.duration is not None:
-            seconds = t.duration.total_seconds()
+        run_id = run_of(t)
+        seconds = t.duration.total_seconds() if t.duration is not None else None
+        if store is not None and run_id is not None:
+            try:
+                seconds = store.get(run_id).snapshot.elapsed
+            except KeyError:  # trained by another process: its runs folder is not read until a restart
+                pass
         rows.append(TrialRow(t.number, t.state.name, dict(t.params), acc, len(t.intermediate_values), seconds,
-                             t.user_attrs.get("run_id"), note))
+                             run_id, note))
     return rows
 
 

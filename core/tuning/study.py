@@ -217,6 +217,17 @@ def _start_ticks(pid: int) -> str | None:
         return None
 
 
+RUN_ATTR = "run"  # a trial's run and the process that trains it: {"id": run id, "worker": host:pid:start}
+
+
+def run_of(t: "optuna.trial.FrozenTrial") -> str | None:
+    return (t.user_attrs.get(RUN_ATTR) or {}).get("id")
+
+
+def worker_of(t: "optuna.trial.FrozenTrial") -> str:
+    return (t.user_attrs.get(RUN_ATTR) or {}).get("worker", "")
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid()) or ''}"
 
@@ -242,7 +253,7 @@ def requeue_dead_trials(study: "optuna.Study") -> list[int]:
 
     done = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _is_dead(t.user_attrs.get("worker", "")):
+        if not _is_dead(worker_of(t)):
             continue
         try:
             study.tell(t.number, state=TrialState.FAIL)
@@ -332,7 +343,6 @@ class _Objective:
             self._optuna(trial.set_user_attr, "uncounted", "surplus: other workers had spent the budget")
             self.study.stop()
             raise TrialEnded("the study's budget was already spent")
-        self._optuna(trial.set_user_attr, "worker", worker_id())
         params = {d.name: self._optuna(d.suggest, trial) for d in self.spec.space}
         try:
             config = self.spec.trial_config(params)
@@ -359,7 +369,8 @@ class _Objective:
         run = self.store.start(config, name=f"{name} · trial {trial.number}", allow_duplicate=True,
                                group=f"study-{name}", tags={"study": name, "trial": trial.number})
         self.state.run_id = run.id
-        self._optuna(trial.set_user_attr, "run_id", run.id)
+        # One attribute, one storage write: each costs a locked, fsynced append to a journal.
+        self._optuna(trial.set_user_attr, RUN_ATTR, {"id": run.id, "worker": worker_id()})
         trainer = self.store.trainer(run.id)
         reported, pruned = 0, False
         while True:
@@ -382,8 +393,6 @@ class _Objective:
         self.state.run_id = None
         trainer.model = None  # its weights are on disk; a long study must not keep every trial's network in memory
         snap = trainer.snapshot
-        self._optuna(trial.set_user_attr, "seconds", round(snap.elapsed, 3))
-        self._optuna(trial.set_user_attr, "status", snap.status)
         if snap.status == "finished":
             return snap.final.test_acc
         if snap.status == "pruned":
