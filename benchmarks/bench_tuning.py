@@ -5,9 +5,10 @@
 
 1. Overhead. A study runs in a process of its own (journal storage, then SQLite), TPE sampler and median
    pruner, and every trial's wall time is split by marks taken around Optuna's calls: ask, tell, the storage
-   reads and writes, suggest, report, should_prune, the budget checks (core/tuning/study.py TrialTiming). The
-   same process then trains the same configurations again as plain runs of the store, without Optuna, and the
-   two totals are compared (that ratio carries the machine's noise; the split does not).
+   reads and writes, suggest, report, should_prune, the budget checks (core/tuning/study.py TrialTiming).
+   After each completed trial the same process trains the same configuration again as a plain run of the store,
+   without Optuna; the median of those per-pair ratios is printed too (it carries the machine's noise, the
+   split does not).
 2. Workers. One study of N trials worked on by one `python -m core.search worker` process, then by two at
    once, on a journal file and on SQLite: wall time from launch to the last exit, and the span from the first
    trial's start to the last one's end. Checked each time: N results, no trial run twice, every result its run's.
@@ -41,7 +42,7 @@ def overhead_case(kind: str, trials: int, epochs: int, batches: int, folder: Pat
     import core  # noqa: F401 - the CPU policy first
     from core.engine.config import TrainConfig
     from core.store.runs import RunStore
-    from core.tuning.study import create_study, make_spec, open_study, run_study
+    from core.tuning.study import create_study, make_spec, open_study, run_study, set_budget
 
     store = RunStore(folder / "runs", os.environ.get("DATA_DIR"))
     # The dataset loads once, before either timing, in a training thread that then ends (a long-lived thread
@@ -49,27 +50,28 @@ def overhead_case(kind: str, trials: int, epochs: int, batches: int, folder: Pat
     store.trainer(store.start(TrainConfig(epochs=1, max_batches=1)).id).join()
     url = storage_url(kind, folder)
     create_study(url, "bench", make_spec(trials, epochs, batches, pruner="median", sampler="tpe"))
-    t0 = time.perf_counter()
-    state = run_study(store, url, "bench", seed=0)
-    study_wall = time.perf_counter() - t0
-    study, spec = open_study(url, "bench")
-    timings = state.timings
-    configs = [spec.trial_config(t.params) for t in study.trials]
-    reported = [len(t.intermediate_values) for t in study.trials]
-    # The same configurations as plain runs, each for the epochs its trial trained (pruned trials stopped early).
-    t0 = time.perf_counter()
-    for c, e in zip(configs, reported):
-        info = store.start(replace(c, epochs=max(1, e)), allow_duplicate=True)
+    timings, ratios = [], []
+    for i in range(trials):
+        # One trial of the study, then the same configuration as a plain run of the store without Optuna: the
+        # two alternate, so the machine's load hits both alike.
+        set_budget(url, "bench", i + 1)
+        timings += run_study(store, url, "bench", seed=i).timings
+        study, spec = open_study(url, "bench")
+        trial = study.trials[-1]
+        if trial.state.name != "COMPLETE":  # a pruned run ran into its next epoch before it stopped: no twin
+            continue
+        t0 = time.perf_counter()
+        info = store.start(spec.trial_config(trial.params), allow_duplicate=True)
         store.trainer(info.id).join()
         store.trainer(info.id).model = None
-    plain_wall = time.perf_counter() - t0
+        ratios.append(timings[-1].wall / (time.perf_counter() - t0))
     walls = [t.wall for t in timings]
     optuna = [t.optuna for t in timings]
     return {"kind": kind, "trials": len(timings), "pruned": sum(t.state.name == "PRUNED" for t in study.trials),
-            "study_wall": study_wall, "plain_wall": plain_wall, "trial_wall_median": statistics.median(walls),
-            "optuna_share": sum(optuna) / sum(walls), "optuna_per_trial_ms": 1000 * statistics.median(optuna),
+            "trial_wall_median": statistics.median(walls), "optuna_share": sum(optuna) / sum(walls),
+            "optuna_per_trial_ms": 1000 * statistics.median(optuna),
             "optuna_share_worst": max(o / w for o, w in zip(optuna, walls)),
-            "run_share": sum(t.run for t in timings) / sum(walls)}
+            "vs_plain_median": statistics.median(ratios) if ratios else float("nan"), "pairs": len(ratios)}
 
 
 # --- case 2: worker processes ----------------------------------------------------------------------------------
@@ -135,13 +137,13 @@ def main() -> None:
     common = ["--trials", str(trials), "--epochs", str(epochs), "--batches", str(batches)]
     print(f"\n1. Optuna's overhead: {trials} trials of {epochs} epoch(s) x {batches} batches, TPE + median pruner")
     print(f"{'storage':8} {'trials':>6} {'pruned':>6} {'trial s':>8} {'Optuna ms/trial':>16} {'Optuna share':>13} "
-          f"{'worst trial':>12} {'study / plain runs':>19}")
+          f"{'worst trial':>12} {'trial / plain run (median, pairs)':>34}")
     for kind in ("journal", "sqlite"):
         with tempfile.TemporaryDirectory() as d:
             r = run_case(["--case", "overhead", "--kind", kind, "--folder", d, *common])
         print(f"{kind:8} {r['trials']:>6} {r['pruned']:>6} {r['trial_wall_median']:>8.2f} {r['optuna_per_trial_ms']:>16.1f} "
               f"{r['optuna_share']:>12.2%} {r['optuna_share_worst']:>12.2%} "
-              f"{r['study_wall'] / r['plain_wall']:>18.3f}x")
+              f"{r['vs_plain_median']:>25.3f}x ({r['pairs']:>2})")
     if a.skip_workers:
         return
     print(f"\n2. Workers: one study of {trials} trials ({epochs} x {batches} batches, random sampler, no pruning)")

@@ -213,6 +213,27 @@ def test_trial_of_a_dead_process_runs_again(store):
     assert any(t.params == trials[0].params and t.user_attrs.get("retry_of") == 0 for t in trials[1:])
 
 
+def test_a_trial_beyond_the_budget_is_not_run(store, monkeypatch):
+    """Two workers that both saw budget left and both asked: the later trial finds the budget spent before it
+    and ends without a run, marked so that it does not count."""
+    from core.tuning import study as M
+
+    url = S.default_storage_url(store.root)
+    create_study(url, "race", make_spec(1, epochs=1, max_batches=3, pruner="none", sampler="random"))
+    study, spec = open_study(url, "race", seed=0)
+    other = study.ask()  # another live worker's trial (this process: alive)
+    for d in spec.space:
+        d.suggest(other)
+    other.set_user_attr("run", {"id": None, "worker": worker_id()})
+    monkeypatch.setattr(M, "budget_used", lambda study: 0)  # this worker's check came before the other's ask
+    run_study(store, url, "race", seed=0)
+    late = study.get_trials()[1]
+    assert late.state.name == "FAIL" and late.user_attrs["uncounted"].startswith("surplus")
+    assert store.list() == [] and not late.params  # no run, nothing sampled
+    monkeypatch.undo()
+    assert budget_used(study) == 1  # the other worker's trial is the budget
+
+
 def _worker(url: str, runs: Path, data_dir: str) -> subprocess.Popen:
     env = {**os.environ, "DATA_DIR": data_dir}
     return subprocess.Popen([sys.executable, "-m", "core.search", "worker", "--study", "shared", "--storage", url,

@@ -337,9 +337,7 @@ class _Objective:
             timing.objective_end = time.perf_counter()
 
     def _trial(self, trial: "optuna.Trial", timing: TrialTiming) -> float:
-        trials = self._optuna(self.study.get_trials, deepcopy=False)
-        retried = _retried(trials)
-        if sum(counts_toward_budget(t, retried) for t in trials if t.number < trial.number) >= self.spec.n_trials:
+        if trial.number >= self.spec.n_trials and self._surplus(trial):  # fewer trials before it: it counts
             self._optuna(trial.set_user_attr, "uncounted", "surplus: other workers had spent the budget")
             self.study.stop()
             raise TrialEnded("the study's budget was already spent")
@@ -358,6 +356,11 @@ class _Objective:
             return self._train(trial, timing, config)
         finally:
             TRIAL_SLOT.release()
+
+    def _surplus(self, trial: "optuna.Trial") -> bool:
+        trials = self._optuna(self.study.get_trials, deepcopy=False)
+        retried = _retried(trials)
+        return sum(counts_toward_budget(t, retried) for t in trials if t.number < trial.number) >= self.spec.n_trials
 
     def _train(self, trial: "optuna.Trial", timing: TrialTiming, config: TrainConfig) -> float:
         import optuna
