@@ -6,9 +6,10 @@
 1. Overhead. A study runs in a process of its own (journal storage, then SQLite), TPE sampler and median
    pruner, and every trial's wall time is split by marks taken around Optuna's calls: ask, tell, the storage
    reads and writes, suggest, report, should_prune, the budget checks (core/tuning/study.py TrialTiming).
-   After each completed trial the same process trains the same configuration again as a plain run of the store,
-   without Optuna; the median of those per-pair ratios is printed too (it carries the machine's noise, the
-   split does not).
+   Then each trial's configuration runs twice more, alternating which goes first: as a trial of a second study
+   (queued parameters, no pruning) and as a plain run of the store without Optuna. The median of those per-pair
+   ratios is printed too: it also holds what the study adds besides Optuna, and the machine's noise (the split
+   does not).
 2. Workers. One study of N trials worked on by one `python -m core.search worker` process, then by two at
    once, on a journal file and on SQLite: wall time from launch to the last exit, and the span from the first
    trial's start to the last one's end. Checked each time: N results, no trial run twice, every result its run's.
@@ -50,28 +51,35 @@ def overhead_case(kind: str, trials: int, epochs: int, batches: int, folder: Pat
     store.trainer(store.start(TrainConfig(epochs=1, max_batches=1)).id).join()
     url = storage_url(kind, folder)
     create_study(url, "bench", make_spec(trials, epochs, batches, pruner="median", sampler="tpe"))
-    timings, ratios = [], []
-    for i in range(trials):
-        # One trial of the study, then the same configuration as a plain run of the store without Optuna: the
-        # two alternate, so the machine's load hits both alike.
-        set_budget(url, "bench", i + 1)
-        timings += run_study(store, url, "bench", seed=i).timings
-        study, spec = open_study(url, "bench")
-        trial = study.trials[-1]
-        if trial.state.name != "COMPLETE":  # a pruned run ran into its next epoch before it stopped: no twin
-            continue
-        t0 = time.perf_counter()
-        info = store.start(spec.trial_config(trial.params), allow_duplicate=True)
-        store.trainer(info.id).join()
-        store.trainer(info.id).model = None
-        ratios.append(timings[-1].wall / (time.perf_counter() - t0))
-    walls = [t.wall for t in timings]
-    optuna = [t.optuna for t in timings]
+    timings = run_study(store, url, "bench", seed=0).timings  # a study as the page and the CLI run one
+    study, spec = open_study(url, "bench")
+    walls, optuna = [t.wall for t in timings], [t.optuna for t in timings]
+    # Pairs: each configuration once as a trial of a second study (queued, no pruning: the same epochs) and once
+    # as a plain run of the store without Optuna, in alternating order so that load and warm caches favour
+    # neither; what the study adds besides Optuna (starting the run, watching it) shows up here as well.
+    create_study(url, "pairs", replace(spec, pruner="none", sampler="random"))
+    pairs, _ = open_study(url, "pairs")
+    ratios = []
+    for i, t in enumerate(study.trials):
+        def as_trial() -> float:
+            pairs.enqueue_trial(t.params)
+            set_budget(url, "pairs", len(pairs.trials))
+            return run_study(store, url, "pairs", seed=i).timings[-1].wall
+
+        def plain() -> float:
+            t0 = time.perf_counter()
+            info = store.start(spec.trial_config(t.params), allow_duplicate=True)
+            store.trainer(info.id).join()
+            store.trainer(info.id).model = None
+            return time.perf_counter() - t0
+
+        a, b = (as_trial(), plain()) if i % 2 == 0 else (plain(), as_trial())[::-1]
+        ratios.append(a / b)
     return {"kind": kind, "trials": len(timings), "pruned": sum(t.state.name == "PRUNED" for t in study.trials),
             "trial_wall_median": statistics.median(walls), "optuna_share": sum(optuna) / sum(walls),
             "optuna_per_trial_ms": 1000 * statistics.median(optuna),
             "optuna_share_worst": max(o / w for o, w in zip(optuna, walls)),
-            "vs_plain_median": statistics.median(ratios) if ratios else float("nan"), "pairs": len(ratios)}
+            "vs_plain_median": statistics.median(ratios), "pairs": len(ratios)}
 
 
 # --- case 2: worker processes ----------------------------------------------------------------------------------
@@ -117,6 +125,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="6 trials of 2 x 50 batches per case")
     p.add_argument("--trials", type=int, default=None)
     p.add_argument("--skip-workers", action="store_true")
+    p.add_argument("--rounds", type=int, default=None, help="rounds of the workers part (default 2, --quick 1)")
     p.add_argument("--case", help=argparse.SUPPRESS)
     p.add_argument("--kind", default="journal", help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -125,6 +134,7 @@ def main() -> None:
     p.add_argument("--folder", help=argparse.SUPPRESS)
     a = p.parse_args()
     trials = a.trials or (6 if a.quick else 20)
+    a.rounds = a.rounds or (1 if a.quick else 2)
     epochs, batches = a.epochs or (2 if a.quick else 3), a.batches or (50 if a.quick else 100)
     if a.case == "overhead":
         print(json.dumps(overhead_case(a.kind, trials, epochs, batches, Path(a.folder))))
@@ -141,23 +151,32 @@ def main() -> None:
     for kind in ("journal", "sqlite"):
         with tempfile.TemporaryDirectory() as d:
             r = run_case(["--case", "overhead", "--kind", kind, "--folder", d, *common])
-        print(f"{kind:8} {r['trials']:>6} {r['pruned']:>6} {r['trial_wall_median']:>8.2f} {r['optuna_per_trial_ms']:>16.1f} "
+        print(f"{kind:8} {r['trials']:>6} {r['pruned']:>6} {r['trial_wall_median']:>8.2f} "
+              f"{r['optuna_per_trial_ms']:>16.1f} "
               f"{r['optuna_share']:>12.2%} {r['optuna_share_worst']:>12.2%} "
               f"{r['vs_plain_median']:>25.3f}x ({r['pairs']:>2})")
     if a.skip_workers:
         return
-    print(f"\n2. Workers: one study of {trials} trials ({epochs} x {batches} batches, random sampler, no pruning)")
+    print(f"\n2. Workers: one study of {trials} trials ({epochs} x {batches} batches, random sampler, no pruning), "
+          f"median of {a.rounds} round(s)")
     print(f"{'storage':8} {'workers':>7} {'wall s':>8} {'trials span s':>14} {'speed-up (wall)':>16} "
           f"{'speed-up (span)':>16} {'all results, none twice':>24}")
     for kind in ("journal", "sqlite"):
-        res = {}
-        for n in (1, 2):
-            with tempfile.TemporaryDirectory() as d:
-                res[n] = run_case(["--case", "workers", "--kind", kind, "--workers", str(n), "--folder", d, *common])
-        for n, r in res.items():
-            ok = str(r["ok"]) + (f" (+{r['extra_trials']} unrun)" if r["extra_trials"] else "")
-            print(f"{kind:8} {n:>7} {r['wall']:>8.1f} {r['span']:>14.1f} {res[1]['wall'] / r['wall']:>15.2f}x "
-                  f"{res[1]['span'] / r['span']:>15.2f}x {ok:>24}")
+        res: dict[int, list[dict]] = {1: [], 2: []}
+        for r in range(a.rounds):  # 1 then 2 workers, then 2 then 1: the load's drift hits both alike
+            for n in ((1, 2) if r % 2 == 0 else (2, 1)):
+                with tempfile.TemporaryDirectory() as d:
+                    res[n].append(run_case(["--case", "workers", "--kind", kind, "--workers", str(n), "--folder", d,
+                                            *common]))
+        for n, rs in res.items():
+            wall, span = statistics.median(x["wall"] for x in rs), statistics.median(x["span"] for x in rs)
+            up_wall = [one["wall"] / x["wall"] for one, x in zip(res[1], rs)]  # per round
+            up_span = [one["span"] / x["span"] for one, x in zip(res[1], rs)]
+            extra = sum(x["extra_trials"] for x in rs)
+            ok = str(all(x["ok"] for x in rs)) + (f" (+{extra} unrun)" if extra else "")
+            print(f"{kind:8} {n:>7} {wall:>8.1f} {span:>14.1f} {statistics.median(up_wall):>15.2f}x "
+                  f"{statistics.median(up_span):>15.2f}x {ok:>24}   rounds (wall): "
+                  + ", ".join(f"{u:.2f}" for u in up_wall))
     with open("/proc/loadavg") as f:
         print(f"\nload average after: {' '.join(f.read().split()[:3])}")
 

@@ -167,11 +167,11 @@ with beta:
                  "1 - β1 on a log scale": T.draw(1 - bhi, 1 - blo, 2000, log=True, seed=3)}
     st.plotly_chart(sample_histogram(one_minus, 1 - bhi, 1 - blo, "2,000 values of 1 - β1 on each scale", "1 - β1"),
                     key="tune_beta_hist", width="stretch")
+    shares = {k: T.decade_shares(v, 1 - bhi, 1 - blo) for k, v in one_minus.items()}
     st.dataframe([{"1 - β1": f"{a:g} – {b:g}", "β1": f"{1 - b:g} – {1 - a:g}",
                    "steps averaged": f"{1 / b:.0f} – {1 / a:.0f}", "β1 uniform": f"{su:.1%}",
                    "1 - β1 log scale": f"{sl:.1%}"}
-                  for (a, b, su), (_, _, sl) in zip(T.decade_shares(one_minus["β1 uniform"], 1 - bhi, 1 - blo),
-                                                    T.decade_shares(one_minus["1 - β1 on a log scale"], 1 - bhi, 1 - blo))],
+                  for (a, b, su), (_, _, sl) in zip(shares["β1 uniform"], shares["1 - β1 on a log scale"])],
                  hide_index=True)
     n = int(st.columns(4)[0].number_input("Trials per scale", 4, 30, 10, key=K.TUNE_BETA_N))
     specs = T.beta_scales(epochs, max_batches, n)
@@ -221,7 +221,8 @@ with c2f:
                 selection = (st.session_state.get(K.TUNE_C2F_CHART) or {}).get("selection") or {}
                 picked = [{"lr": p["x"], "one_minus_beta1": p["y"]} for p in selection.get("points", [])
                           if "x" in p and "y" in p]
-                region = T.box_around(picked, coarse_spec.space) if picked else T.propose_region(done, coarse_spec.space)
+                region = (T.box_around(picked, coarse_spec.space) if picked
+                          else T.propose_region(done, coarse_spec.space))
                 boxes["your box" if picked else "proposed box"] = region
             st.plotly_chart(region_scatter(layers, "lr", "one_minus_beta1", boxes, "learning rate", "1 - β1"),
                             key=K.TUNE_C2F_CHART, width="stretch", on_select="ignore" if live else "rerun",
@@ -230,7 +231,8 @@ with c2f:
                 st.markdown(f"**{k}**: " + best_text(v, "lr"))
             if region is None:
                 return
-            st.markdown(f"Region ({'around the trials you selected' if picked else 'around the best third, proposed'}): "
+            how = "around the trials you selected" if picked else "around the best third, proposed"
+            st.markdown(f"Region ({how}): "
                         f"learning rate {region['lr'][0]:.3g} – {region['lr'][1]:.3g}, 1 - β1 "
                         f"{region['one_minus_beta1'][0]:.3g} – {region['one_minus_beta1'][1]:.3g} (β1 "
                         f"{1 - region['one_minus_beta1'][1]:.4f} – {1 - region['one_minus_beta1'][0]:.4f}).")

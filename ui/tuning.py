@@ -61,11 +61,11 @@ def trials_scatter(series: dict[str, list[tuple[float, TrialRow]]], title: str, 
     symbols = ("circle", "square", "diamond", "triangle-up")
     for i, (name, pts) in enumerate(series.items()):
         pts = [(x, r) for x, r in pts if r.accuracy is not None and r.counted]
+        shapes = [symbols[i % 4] + ("-open" if r.state == "PRUNED" else "") for _, r in pts]
         fig.add_scatter(x=[x for x, _ in pts], y=[r.accuracy for _, r in pts], mode="markers", name=name,
-                        marker=dict(color=PALETTE[i], size=11, symbol=[symbols[i % 4] + ("-open" if r.state == "PRUNED" else "")
-                                                                       for _, r in pts]),
-                        customdata=[r.number for _, r in pts],
-                        hovertemplate=f"{xlabel} %{{x:.3g}}<br>accuracy %{{y:.2%}}<br>trial %{{customdata}}<extra>{name}</extra>")
+                        marker=dict(color=PALETTE[i], size=11, symbol=shapes), customdata=[r.number for _, r in pts],
+                        hovertemplate=f"{xlabel} %{{x:.3g}}<br>accuracy %{{y:.2%}}<br>trial %{{customdata}}"
+                                      f"<extra>{name}</extra>")
     if log_x:
         fig.update_xaxes(type="log", dtick=1, exponentformat="power")
     fig.update_yaxes(tickformat=".0%")
@@ -124,7 +124,8 @@ def status_line(tuner: Tuner, name: str, spec: StudySpec, rows: Sequence[TrialRo
 def table_rows(spec: StudySpec, rows: Sequence[TrialRow]) -> list[dict]:
     out = []
     for r in rows:
-        params = {k: (f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in shown_params(spec.space, r.params).items()}
+        params = {k: (f"{v:.4g}" if isinstance(v, float) else str(v))
+                  for k, v in shown_params(spec.space, r.params).items()}
         out.append({"trial": r.number, "state": r.state.lower(), **params,
                     "test accuracy": f"{r.accuracy:.2%}" if r.accuracy is not None else "–",
                     "epochs": r.epochs, "seconds": round(r.seconds, 2) if r.seconds is not None else None,

@@ -11,7 +11,6 @@ gains becomes tunable without code here. Where the course says how to sample a v
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -156,7 +155,3 @@ def shown_params(space: tuple[Dimension, ...], params: dict[str, Any]) -> dict[s
         if d.transform == "one_minus":
             out[d.field] = 1.0 - v
     return out
-
-
-def decade_span(lo: float, hi: float) -> float:
-    return math.log10(hi) - math.log10(lo)

@@ -82,7 +82,8 @@ def _open(url: str) -> "optuna.storages.BaseStorage":
     except ImportError as e:
         raise ValueError(f"storage: the database driver for {describe(url)} is not installed ({e})") from None
     except Exception as e:  # SQLAlchemy's URL and connection errors have many types
-        raise ValueError(f"storage: cannot open {describe(url)} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+        raise ValueError(f"storage: cannot open {describe(url)} ({reason})") from None
 
 
 def _write_ahead_log(engine) -> None:

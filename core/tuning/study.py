@@ -7,11 +7,12 @@ kept in the study's own user attributes, so any process that can reach the stora
 `python -m core.search`, or in several worker processes at once.
 
 The budget counts trials that have or will have a result: complete, pruned and failed trials, and those
-running (a study has work left while fewer than its budget have). Trials that end without a result of their own are marked and not counted: one stopped by
-the learner (its parameters are queued again, so resuming runs it first), one found running in a process
-that died (the same), and one that a worker started after the others had already spent the budget. A trial
-decides that last case from the counted trials numbered before its own (waiting ones included: they run
-first), numbers which the storage hands out one by one, so two workers never overrun the budget together.
+running (a study has work left while fewer than its budget have). Trials that end without a result of their
+own are marked and not counted: one stopped by the learner (its parameters are queued again, so resuming runs
+it first), one found running in a process that died (the same), and one that a worker started after the
+others had already spent the budget. A trial decides that last case from the counted trials numbered before
+its own (waiting ones included: they run first), numbers which the storage hands out one at a time, so two
+workers never overrun the budget together.
 """
 from __future__ import annotations
 
@@ -82,13 +83,6 @@ class StudySpec:
 
     def trial_config(self, params: dict[str, Any]) -> TrainConfig:
         return apply_params(self.base, self.space, params)
-
-    def steps_per_trial(self) -> int:
-        """Training steps of one trial at the base batch size (the duration estimate's unit)."""
-        from core.engine.data import dataset_spec, num_batches
-
-        return self.base.epochs * num_batches(dataset_spec(self.base.dataset).train_size, self.base.batch_size,
-                                              self.base.max_batches)
 
 
 def make_spec(n_trials: int, epochs: int = 3, max_batches: int | None = 100, names=None, ranges=None,
@@ -178,12 +172,6 @@ def set_budget(storage_url: str, name: str, n_trials: int) -> StudySpec:
     spec = replace(spec, n_trials=n_trials)
     study.set_user_attr(SPEC_ATTR, spec.to_dict())
     return spec
-
-
-def study_names(storage_url: str) -> list[str]:
-    import optuna
-
-    return optuna.get_all_study_names(open_storage(storage_url))
 
 
 # --- the budget --------------------------------------------------------------------------------------------
@@ -310,9 +298,8 @@ class RunnerState:
 class _Objective:
     """One trial = one run of the store, watched until it ends."""
 
-    def __init__(self, study: "optuna.Study", spec: StudySpec, store: RunStore, state: RunnerState,
-                 storage_url: str) -> None:
-        self.study, self.spec, self.store, self.state, self.storage_url = study, spec, store, state, storage_url
+    def __init__(self, study: "optuna.Study", spec: StudySpec, store: RunStore, state: RunnerState) -> None:
+        self.study, self.spec, self.store, self.state = study, spec, store, state
 
     def _optuna(self, fn: Callable, *args: Any, **kw: Any) -> Any:
         t = time.perf_counter()
@@ -444,7 +431,7 @@ def run_study(store: RunStore, storage_url: str, name: str, state: RunnerState |
         state.timings.append(TrialTiming(timing.end))
 
     try:
-        study.optimize(_Objective(study, spec, store, state, storage_url), callbacks=[after_trial],
+        study.optimize(_Objective(study, spec, store, state), callbacks=[after_trial],
                        catch=(TrialEnded, TrialError))
     finally:
         state.timings.pop()  # opened for a trial that never came
@@ -531,11 +518,12 @@ class Tuner:
     def running(self, name: str) -> bool:
         return (r := self.runner(name)) is not None and r.alive
 
-    def names(self) -> list[str]:
-        return study_names(self.storage_url)
-
     def specs(self) -> list[tuple[str, StudySpec]]:
         return list_specs(self.storage_url)
 
     def open(self, name: str) -> tuple["optuna.Study", StudySpec]:
-        return open_study(self.storage_url, name)
+        """The study, with any trial left running by a process of this machine that has died (a server restart)
+        failed and queued again: the page then shows it as stopped, with its budget left to resume."""
+        study, spec = open_study(self.storage_url, name)
+        requeue_dead_trials(study)
+        return study, spec
