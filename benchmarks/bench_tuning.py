@@ -70,7 +70,6 @@ def overhead_case(kind: str, trials: int, epochs: int, batches: int, folder: Pat
             t0 = time.perf_counter()
             info = store.start(spec.trial_config(t.params), allow_duplicate=True)
             store.trainer(info.id).join()
-            store.trainer(info.id).model = None
             return time.perf_counter() - t0
 
         a, b = (as_trial(), plain()) if i % 2 == 0 else (plain(), as_trial())[::-1]

@@ -69,7 +69,7 @@ def newest_group(lessons: tuple[str, ...], chosen_key: str) -> dict[str, str] | 
 
 def points(name: str, x) -> list:
     study, spec = tuner.open(name)
-    return [(x(r.params), r) for r in T.trial_rows(study) if r.params]
+    return [(x(r.params), r) for r in T.trial_rows(study, store) if r.params]
 
 
 def live_panel(names: list[str], key: str, draw) -> None:

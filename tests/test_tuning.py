@@ -161,6 +161,24 @@ def test_a_clearly_bad_trial_is_pruned(store):
     assert budget_used(study) == 3  # a pruned trial is a result: it counts
 
 
+def test_a_diverging_trial_is_a_failed_result(store):
+    """Settings that blow up are an answer too: the trial fails, counts toward the budget and is not repeated."""
+    from core.engine.config import TrainConfig
+
+    url = S.default_storage_url(store.root)
+    lr = replace(make_space(["lr"])[0], lo=1e-6, hi=10.0)
+    spec = make_spec(2, base=TrainConfig(optimizer="sgd", epochs=2, max_batches=30), pruner="none", sampler="random")
+    create_study(url, "blowup", replace(spec, space=(lr,)))
+    study, _ = open_study(url, "blowup")
+    for value in (10.0, 1e-2):
+        study.enqueue_trial({"lr": value})
+    run_study(store, url, "blowup", seed=0)
+    rows = T.trial_rows(study, store)
+    assert [r.state for r in rows] == ["FAIL", "COMPLETE"] and all(r.counted for r in rows)
+    assert rows[0].error.startswith("run diverged: the training loss became nan") and rows[0].accuracy is None
+    assert store.get(rows[0].run_id).snapshot.status == "diverged" and budget_used(study) == 2
+
+
 def test_stopped_study_resumes_after_the_store_is_rebuilt_from_disk(tmp_path, data_dir):
     root = tmp_path / "runs"
     store = RunStore(root, data_dir)

@@ -14,7 +14,7 @@ from core.tuning.space import shown_params
 from core.tuning.study import StudySpec, Tuner, budget_used
 from ui import keys as K
 from ui.figures import PALETTE
-from ui.registry import get_store
+from ui.registry import get_store, plain
 
 
 @st.cache_resource
@@ -66,6 +66,11 @@ def trials_scatter(series: dict[str, list[tuple[float, TrialRow]]], title: str, 
                         marker=dict(color=PALETTE[i], size=11, symbol=shapes), customdata=[r.number for _, r in pts],
                         hovertemplate=f"{xlabel} %{{x:.3g}}<br>accuracy %{{y:.2%}}<br>trial %{{customdata}}"
                                       f"<extra>{name}</extra>")
+    failed = [(x, r) for pts in series.values() for x, r in pts if r.state == "FAIL" and r.counted]
+    if failed:  # settings that fail (a diverged run) are a result too: drawn along the bottom, with no accuracy
+        fig.add_scatter(x=[x for x, _ in failed], y=[0.0] * len(failed), mode="markers", name="failed (diverged)",
+                        marker=dict(color="grey", size=10, symbol="x"), customdata=[r.error or "failed" for _, r in failed],
+                        hovertemplate=f"{xlabel} %{{x:.3g}}<br>%{{customdata}}<extra></extra>")
     if log_x:
         fig.update_xaxes(type="log", dtick=1, exponentformat="power")
     fig.update_yaxes(tickformat=".0%")
@@ -112,12 +117,12 @@ def status_line(tuner: Tuner, name: str, spec: StudySpec, rows: Sequence[TrialRo
     else:
         state = "stopped: press Resume to go on"
     pruned = sum(r.state == "PRUNED" for r in rows)
-    text = f"**{name}**: {done} of {spec.n_trials} trials · {state}"
+    text = f"**{plain(name)}**: {done} of {spec.n_trials} trials · {state}"
     text += f" · {pruned} pruned" if pruned else ""
     if best:
         text += f" · best {best.accuracy:.2%} (trial {best.number})"
     if (runner := tuner.runner(name)) and runner.state.error:
-        text += f" · error: {runner.state.error}"
+        text += f" · error: {plain(runner.state.error)}"
     return text
 
 
@@ -129,7 +134,7 @@ def table_rows(spec: StudySpec, rows: Sequence[TrialRow]) -> list[dict]:
         out.append({"trial": r.number, "state": r.state.lower(), **params,
                     "test accuracy": f"{r.accuracy:.2%}" if r.accuracy is not None else "–",
                     "epochs": r.epochs, "seconds": round(r.seconds, 2) if r.seconds is not None else None,
-                    "note": r.note, "run": r.run_id or ""})
+                    "note": r.note or r.error, "run": r.run_id or ""})
     return out
 
 

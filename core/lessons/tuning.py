@@ -16,7 +16,7 @@ import numpy as np
 from core.engine.config import TrainConfig
 from core.store.runs import RunStore
 from core.tuning.space import Dimension, make_space
-from core.tuning.study import StudySpec, run_of
+from core.tuning.study import StudySpec, retried_numbers, run_of
 
 if TYPE_CHECKING:
     import optuna
@@ -149,7 +149,8 @@ class TrialRow:
     epochs: int  # epochs it reported
     seconds: float | None  # training time of its run
     run_id: str | None
-    note: str  # why it ended without a result, if it did
+    note: str  # why it ended without a result that counts, if it did
+    error: str = ""  # a failed run's status and message (a result: such settings fail)
 
     @property
     def counted(self) -> bool:
@@ -161,23 +162,27 @@ def trial_rows(study: "optuna.Study", store: RunStore | None = None) -> list[Tri
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
+    retried = retried_numbers(trials)
     rows = []
     for t in trials:
         acc = t.value if t.state == TrialState.COMPLETE else (
-            t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
+            t.intermediate_values[max(t.intermediate_values)]
+            if t.state == TrialState.PRUNED and t.intermediate_values else None)
         note = t.user_attrs.get("uncounted", "")
         if t.state == TrialState.FAIL and t.number in retried:
             note = note or "its process stopped; run again"
-        run_id = run_of(t)
+        run_id, error = run_of(t), ""
         seconds = t.duration.total_seconds() if t.duration is not None else None
         if store is not None and run_id is not None:
             try:
-                seconds = store.get(run_id).snapshot.elapsed
+                snap = store.get(run_id).snapshot
+                seconds = snap.elapsed
+                if t.state == TrialState.FAIL and not note:
+                    error = f"run {snap.status}: {snap.error}"
             except KeyError:  # trained by another process: its runs folder is not read until a restart
                 pass
         rows.append(TrialRow(t.number, t.state.name, dict(t.params), acc, len(t.intermediate_values), seconds,
-                             run_id, note))
+                             run_id, note, error))
     return rows
 
 

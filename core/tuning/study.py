@@ -175,7 +175,7 @@ def set_budget(storage_url: str, name: str, n_trials: int) -> StudySpec:
 
 
 # --- the budget --------------------------------------------------------------------------------------------
-def _retried(trials: list["optuna.trial.FrozenTrial"]) -> set[int]:
+def retried_numbers(trials: list["optuna.trial.FrozenTrial"]) -> set[int]:
     """Numbers of trials whose parameters were queued again (by this module, or by Optuna's heartbeat)."""
     return {t.user_attrs.get("retry_of", t.system_attrs.get("failed_trial")) for t in trials} - {None}
 
@@ -191,7 +191,7 @@ def budget_used(study: "optuna.Study") -> int:
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    retried = _retried(trials)
+    retried = retried_numbers(trials)
     return sum(counts_toward_budget(t, retried) for t in trials if t.state != TrialState.WAITING)
 
 
@@ -346,7 +346,7 @@ class _Objective:
 
     def _surplus(self, trial: "optuna.Trial") -> bool:
         trials = self._optuna(self.study.get_trials, deepcopy=False)
-        retried = _retried(trials)
+        retried = retried_numbers(trials)
         return sum(counts_toward_budget(t, retried) for t in trials if t.number < trial.number) >= self.spec.n_trials
 
     def _train(self, trial: "optuna.Trial", timing: TrialTiming, config: TrainConfig) -> float:
@@ -381,7 +381,6 @@ class _Objective:
                 break
         timing.run = time.perf_counter() - r0
         self.state.run_id = None
-        trainer.model = None  # its weights are on disk; a long study must not keep every trial's network in memory
         snap = trainer.snapshot
         if snap.status == "finished":
             return snap.final.test_acc
