@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import streamlit as st
 
+from core.engine.config import TrainConfig
 from core.engine.data import DataUnavailableError
 from core.lessons import tuning as T
 from core.tuning.space import DEFAULT_SPACE, tunable_dimensions
@@ -11,8 +12,8 @@ from core.tuning.storage import describe
 from core.tuning.study import PRUNERS, make_spec
 from ui import keys as K
 from ui.registry import get_store
-from ui.tuning import (get_pace, get_tuner, region_scatter, sample_histogram, status_line, stop_resume, study_view,
-                       trials_scatter)
+from ui.tuning import (draws, get_pace, get_tuner, region_scatter, sample_histogram, status_line, stop_resume,
+                       study_view, trials_scatter)
 
 st.title("Hyperparameter tuning lab")
 st.markdown("Each lesson below is an experiment: press its button and a study starts on "
@@ -37,9 +38,11 @@ with st.container(border=True):
     words = T.budget_words(T.coarse(epochs, max_batches, 1))
     c3.markdown(f"**The budget.** A trial trains {epochs} epoch(s) of {words['batches']} batches and reports its test "
                 f"accuracy after each: {words['images']:,} images at batch size 64, **{words['passes']:.2f}** passes "
-                f"over the {words['train_size']:,} training images (a full run on the Train page makes 10). "
-                "So a study ranks settings by what they learn in that short budget: settings that learn fast early "
-                "win, and the winner deserves a full run before you trust it.")
+                f"over the {words['train_size']:,} training images (a run on the Train page makes "
+                f"{TrainConfig().epochs} by default). So a study ranks settings by what they learn in that short "
+                "budget: settings that learn fast early win, and the winner deserves a full run before you trust it. "
+                "Trials are ranked by test accuracy, so the best one's test accuracy is an optimistic estimate: a "
+                "held-out dev set would keep the test set for the final number.")
     c3.caption(f"Measured on this machine: a training step at batch 64 takes "
                f"{(pace.step_fixed + 64 * pace.per_sample) * 1000:.1f} ms, an evaluation of the 10,000 test images "
                f"{pace.eval_seconds:.2f} s. Studies are stored in the {describe(tuner.storage_url)}.")
@@ -131,10 +134,10 @@ with scale:
                 "sampled as 10^r with r uniform in [-4, 0], each decade gets the same share. 2,000 draws of each, "
                 "from the sampler the studies use:")
     lo, hi = T.LR_RANGE
-    draws = {"uniform": T.draw(lo, hi, 2000, log=False, seed=0), "log scale": T.draw(lo, hi, 2000, log=True, seed=1)}
-    st.plotly_chart(sample_histogram(draws, lo, hi, "2,000 learning rates on each scale", "learning rate"),
+    lr_draws = {"uniform": draws(lo, hi, 2000, False, 0), "log scale": draws(lo, hi, 2000, True, 1)}
+    st.plotly_chart(sample_histogram(lr_draws, lo, hi, "2,000 learning rates on each scale", "learning rate"),
                     key="tune_lr_hist", width="stretch")
-    shares = {k: T.decade_shares(v, lo, hi) for k, v in draws.items()}
+    shares = {k: T.decade_shares(v, lo, hi) for k, v in lr_draws.items()}
     st.dataframe([{"decade": f"{a:g} – {b:g}", "uniform draws": f"{su:.1%}", "log-scale draws": f"{sl:.1%}",
                    "uniform, expected": f"{eu:.1%}", "log scale, expected": f"{el:.1%}"}
                   for (a, b, su), (_, _, sl), (_, _, eu), (_, _, el) in zip(
@@ -163,8 +166,8 @@ with beta:
                 "Sampling β1 uniformly spends most of the budget between 0.9 and 0.99; sampling 1 - β1 on a log "
                 "scale gives 0.99 – 0.999, where results are most sensitive, the same share.")
     blo, bhi = T.BETA_RANGE
-    one_minus = {"β1 uniform": 1 - T.draw(blo, bhi, 2000, log=False, seed=2),
-                 "1 - β1 on a log scale": T.draw(1 - bhi, 1 - blo, 2000, log=True, seed=3)}
+    one_minus = {"β1 uniform": 1 - draws(blo, bhi, 2000, False, 2),
+                 "1 - β1 on a log scale": draws(1 - bhi, 1 - blo, 2000, True, 3)}
     st.plotly_chart(sample_histogram(one_minus, 1 - bhi, 1 - blo, "2,000 values of 1 - β1 on each scale", "1 - β1"),
                     key="tune_beta_hist", width="stretch")
     shares = {k: T.decade_shares(v, 1 - bhi, 1 - blo) for k, v in one_minus.items()}

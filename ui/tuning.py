@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.lessons.tuning import Pace, TrialRow, best_row, measure_pace, trial_rows
+from core.lessons.tuning import Pace, TrialRow, best_row, draw, measure_pace, trial_rows
 from core.tuning.space import shown_params
 from core.tuning.study import StudySpec, Tuner, budget_used
 from ui import keys as K
@@ -20,6 +20,12 @@ from ui.registry import get_store, plain
 @st.cache_resource
 def get_tuner() -> Tuner:
     return Tuner(get_store())  # STUDY_STORAGE from the environment, else studies.journal in the runs folder
+
+
+@st.cache_data(show_spinner=False)
+def draws(lo: float, hi: float, n: int, log: bool, seed: int) -> np.ndarray:
+    """The lessons' sample draws, made once per process (Optuna's sampler takes about 0.1 s for 2,000)."""
+    return draw(lo, hi, n, log=log, seed=seed)
 
 
 @st.cache_resource(show_spinner="Measuring this machine's pace (a few training steps and one evaluation)…")
