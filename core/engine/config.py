@@ -144,6 +144,12 @@ class TrainConfig:
     double_softmax: bool = option(False, "Double softmax (the course's bug)",
                                   "reproduce the course's defect: softmax inside the model, then CrossEntropyLoss "
                                   "applies log-softmax again", "bool")
+    # Off for the course's recipe; the Draw page's quick model trains with it (pages/draw.py).
+    robust: bool = option(False, "Robust to drawings",
+                          "augment every training batch: half the digits redrawn with one stroke width as a mouse "
+                          "draws, every digit turned, slanted, stretched and shifted (core/engine/augment.py), so "
+                          "that the model reads canvas drawings, not only MNIST's writers",
+                          "bool", column="robust")
     max_batches: int | None = option(None, "Batches per epoch (0 = all)",
                                      "a cap on training batches per epoch, for quick runs; 0 or absent: all", "optional_int",
                                      lo=1, hi=MAX_BATCH_SIZE, column="batches/epoch")
@@ -188,7 +194,8 @@ class TrainConfig:
 
     def label(self) -> str:
         bn = "BN" if self.batch_norm else "no-BN"
-        extra = (" double-softmax" if self.double_softmax else "") + (" bf16" if self.precision == "bf16" else "")
+        extra = (" double-softmax" if self.double_softmax else "") + (" robust" if self.robust else "") + \
+            (" bf16" if self.precision == "bf16" else "")
         opt = "" if self.optimizer == "adam" else f" {self.optimizer}"
         return f"{self.dataset} {bn}{extra}{opt} lr={self.lr:g} bs={self.batch_size} ep={self.epochs} seed={self.seed}"
 

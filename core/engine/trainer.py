@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from core.engine import cpu
+from core.engine.augment import robust_batches
 from core.engine.config import TrainConfig
 from core.engine.cuda_graph import GraphedStep
 from core.engine.data import MEAN, STD, Dataset, iterate_batches, load_dataset, num_batches
@@ -251,7 +252,11 @@ class Trainer:
             w0 = t0  # start of this logging window
             loss_sum, correct, seen = 0.0, 0, 0
             losses, preds, labels = [], [], []  # this logging window's steps, read out every log_every steps
-            batches = iterate_batches(train_x, train_y, cfg.batch_size, gen, cfg.max_batches, data.spec.mean, data.spec.std)
+            if cfg.robust:  # the same minibatches, each image redrawn, turned, slanted, stretched (augment.py)
+                batches = robust_batches(train_x, train_y, cfg.batch_size, gen, cfg.max_batches, data.spec.mean,
+                                         data.spec.std, cfg.seed, epoch)
+            else:
+                batches = iterate_batches(train_x, train_y, cfg.batch_size, gen, cfg.max_batches, data.spec.mean, data.spec.std)
             for i, (xb, yb) in enumerate(batches, start=1):
                 if not self._resume.is_set():
                     p0 = time.perf_counter()

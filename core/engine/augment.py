@@ -1,0 +1,188 @@
+"""The robust preset: each training digit is changed on the fly, by its own random draw, on whole batches on the
+training device (a gather, a few elementwise operations, one grid_sample), never image by image.
+
+A mouse on the Draw page draws one stroke width along a path, at any slant, and the page's preprocessing scales
+every drawing so that its longer side is 20 px. MNIST's writers used pens of varying width. A model that saw
+only MNIST learns its writers' habits (benchmarks/bench_drawings.py measures that on the drawing-like set of
+core/drawing/drawing_set.py). So a share of the digits is redrawn along its centre line with one random stroke
+width, scaled as the Draw page would scale that drawing, and every digit is turned, slanted, stretched and shifted.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+SIDE = 28
+FIT = 20  # core/drawing/preprocess.py scales a drawing's longer side to this many pixels
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    restroke: float = 0.5  # share of the digits redrawn along their centre line with one stroke width
+    stroke_radius: tuple[float, float] = (0.6, 3.5)  # log-uniform, pixels: strokes 1.2 to 7 px wide before scaling
+    rotation_deg: float = 12.0  # +- uniform
+    shear: float = 0.25  # +- uniform: x moves by shear * y (a slant)
+    scale: tuple[float, float] = (0.9, 1.1)  # log-uniform, both axes
+    aspect: tuple[float, float] = (0.8, 1.25)  # log-uniform, x only: narrow and wide writing
+    translate_px: float = 1.5  # +- uniform, each axis
+    elastic_px: float = 0.0  # amplitude of a smooth random displacement field (0: off; measured not to earn its cost)
+    chunk_rows: int = 1024  # batches are changed this many rows at a time: fewer, larger operations
+
+
+DEFAULT = AugmentConfig()
+
+
+def generator_for(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    """The augmentation's own random numbers, from the run's seed and the epoch: the minibatch order stays that
+    of the same seed without the preset."""
+    state = int(np.random.SeedSequence([seed, epoch, 0xA06]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator(device=device).manual_seed(state)
+
+
+def _uniform(gen: torch.Generator, n: int, lo: float, hi: float, device: torch.device) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=gen, device=device)
+
+
+def _log_uniform(gen: torch.Generator, n: int, lo: float, hi: float, device: torch.device) -> torch.Tensor:
+    return _uniform(gen, n, math.log(lo), math.log(hi), device).exp()
+
+
+# --- redrawing along the centre line ---------------------------------------------------------
+_ROOTS = torch.arange(256, dtype=torch.float32).sqrt()  # squared distance -> distance
+
+
+def _restroked(x: torch.Tensor, lines: "CentreLines", rows: torch.Tensor, gen: torch.Generator, cfg: AugmentConfig,
+               mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, H, W) normalised digits -> a share of them redrawn as one stroke of radius r along the centre line (ink
+    1 up to r - 0.5 px from it, 0 from r + 0.5 px), and (n,) how much each must grow so that, like a drawing
+    after the Draw page's preprocessing, line + stroke span FIT pixels (1 for the digits left as they are)."""
+    n, dev = len(x), x.device
+    r = _log_uniform(gen, n, *cfg.stroke_radius, dev)
+    chosen = torch.rand(n, generator=gen, device=dev) < cfg.restroke
+    ink = (r.view(n, 1, 1) + 0.5 - _ROOTS.to(dev)[lines.distance[rows].long()]).clamp_(0, 1)
+    x = torch.where(chosen.view(n, 1, 1), (ink - mean) / std, x)
+    grow = torch.where(chosen, FIT / (lines.extent[rows] + 2 * r), torch.ones_like(r))
+    return x, grow
+
+
+# --- turning, slanting, stretching, shifting -------------------------------------------------
+def _thetas(n: int, gen: torch.Generator, cfg: AugmentConfig, grow: torch.Tensor) -> torch.Tensor:
+    """(n, 2, 3) sampling transforms: output point p reads the input at theta[:, :, :2] @ p + theta[:, :, 2]."""
+    dev = grow.device
+    angle = _uniform(gen, n, -math.radians(cfg.rotation_deg), math.radians(cfg.rotation_deg), dev)
+    shear = _uniform(gen, n, -cfg.shear, cfg.shear, dev)
+    scale = _log_uniform(gen, n, *cfg.scale, dev) * grow
+    sx = scale * _log_uniform(gen, n, *cfg.aspect, dev)
+    shift = _uniform(gen, 2 * n, -cfg.translate_px, cfg.translate_px, dev).view(n, 2) * (2 / SIDE)
+    cos, sin = angle.cos(), angle.sin()
+    # rows of R(angle) @ Shear @ diag(1/sx, 1/scale): sampling with the inverse stretch stretches the digit
+    a = torch.stack([torch.stack([cos / sx, (cos * shear - sin) / scale], 1),
+                     torch.stack([sin / sx, (sin * shear + cos) / scale], 1)], 1)  # (n, 2, 2)
+    return torch.cat([a, shift.unsqueeze(2)], 2)
+
+
+_bases: dict[torch.device, torch.Tensor] = {}
+
+
+def _grid(thetas: torch.Tensor) -> torch.Tensor:
+    """(n, 2, 3) -> (n, H, W, 2): F.affine_grid's grid as one matrix product (5x faster here)."""
+    n, dev = len(thetas), thetas.device
+    if dev not in _bases:  # x, y, 1 of each output pixel
+        g = F.affine_grid(torch.eye(2, 3, device=dev).unsqueeze(0), [1, 1, SIDE, SIDE], align_corners=False)
+        _bases[dev] = torch.cat([g.view(SIDE * SIDE, 2), torch.ones(SIDE * SIDE, 1, device=dev)], 1)
+    grid = _bases[dev] @ thetas.permute(2, 0, 1).reshape(3, 2 * n)  # (H*W, 2n)
+    return grid.view(SIDE * SIDE, n, 2).transpose(0, 1).reshape(n, SIDE, SIDE, 2)
+
+
+_upsamplers: dict[torch.device, torch.Tensor] = {}
+
+
+def _elastic(n: int, gen: torch.Generator, px: float, device: torch.device) -> torch.Tensor:
+    """(n, H, W, 2) a smooth displacement field: 4x4 random offsets, bicubically upsampled, in grid units."""
+    if device not in _upsamplers:  # upsampling is linear: one (16, H*W) matrix does it for every image
+        eye = torch.eye(16, device=device).view(16, 1, 4, 4)
+        _upsamplers[device] = F.interpolate(eye, size=(SIDE, SIDE), mode="bicubic", align_corners=True).view(16, -1)
+    coarse = torch.randn(n * 2, 16, generator=gen, device=device) * (px * 2 / SIDE)
+    return (coarse @ _upsamplers[device]).view(n, 2, SIDE, SIDE).permute(0, 2, 3, 1)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, mean: float, std: float, cfg: AugmentConfig = DEFAULT,
+            lines: "CentreLines | None" = None, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """(n, 784) normalised digits -> (n, 784) normalised, each changed by its own random draw, in the normalised
+    values: redrawing writes them, the resampling interpolates them.
+    lines, rows: the dataset's centre lines and the rows of these digits in it, for cfg.restroke."""
+    n = len(x)
+    img = x.view(n, SIDE, SIDE)
+    grow = torch.ones(n, device=x.device)
+    if cfg.restroke and lines is not None:
+        img, grow = _restroked(img, lines, rows, gen, cfg, mean, std)
+    grid = _grid(_thetas(n, gen, cfg, grow))
+    if cfg.elastic_px:
+        grid = grid + _elastic(n, gen, cfg.elastic_px, x.device)
+    background = -mean / std  # what grid_sample must read outside the frame: shifted to zero for its zero padding
+    out = F.grid_sample((img - background).unsqueeze(1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return (out + background).view(n, SIDE * SIDE)
+
+
+# --- the training set's centre lines, once per process -----------------------------------------
+@dataclass(frozen=True)
+class CentreLines:
+    distance: torch.Tensor  # (N, H, W) uint8 squared distance of each pixel to the digit's centre line
+    extent: torch.Tensor  # (N,) float32 the centre line's longer side, pixels
+
+
+_lines: dict[tuple, CentreLines] = {}
+
+
+def centre_lines_of(x_uint8: torch.Tensor) -> CentreLines:
+    """Centre lines of a dataset's digits, computed once per process and dataset (seconds for 60,000 digits)."""
+    from core.engine.strokes import centre_lines, squared_distance
+
+    sample = x_uint8[:: max(1, len(x_uint8) // 64)].cpu().numpy().tobytes()  # identifies the data, in microseconds
+    key = (tuple(x_uint8.shape), hash(sample))
+    if key not in _lines:
+        line = centre_lines(x_uint8.cpu().numpy())
+        rows, cols = line.any(2), line.any(1)
+        span = lambda m: m.shape[1] - m.argmax(1) - m[:, ::-1].argmax(1)  # first to last True, inclusive
+        extent = np.maximum(span(rows), span(cols)).astype(np.float32)
+        _lines[key] = CentreLines(torch.from_numpy(squared_distance(line)), torch.from_numpy(extent))
+    return _lines[key]
+
+
+def robust_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,
+                   max_batches: int | None, mean: float, std: float, seed: int, epoch: int,
+                   cfg: AugmentConfig | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """iterate_batches' minibatches, the same for the same generator, every digit changed; labels untouched.
+    The row numbers travel through iterate_batches in place of the labels, to find each digit's centre line.
+    cfg: DEFAULT when None (read at call time, so a benchmark can try another setting in its own process)."""
+    from core.engine.data import iterate_batches
+
+    cfg = cfg or DEFAULT
+    lines = None
+    if cfg.restroke:
+        found = centre_lines_of(x)
+        lines = CentreLines(found.distance.to(x.device), found.extent.to(x.device))
+    gen = generator_for(seed, epoch, x.device)
+    pending, count = [], 0
+    for xb, rb in iterate_batches(x, torch.arange(len(y), device=y.device), batch_size, generator, max_batches,
+                                  mean, std):
+        pending.append((xb, rb))
+        count += len(rb)
+        if count >= cfg.chunk_rows:
+            yield from _changed(pending, y, lines, gen, mean, std, cfg)
+            pending, count = [], 0
+    if pending:
+        yield from _changed(pending, y, lines, gen, mean, std, cfg)
+
+
+def _changed(pending: list[tuple[torch.Tensor, torch.Tensor]], y: torch.Tensor, lines: CentreLines | None,
+             gen: torch.Generator, mean: float, std: float, cfg: AugmentConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    rows = torch.cat([rb for _, rb in pending])
+    x = augment(torch.cat([xb for xb, _ in pending]), gen, mean, std, cfg, lines, rows)
+    for xa, (_, rb) in zip(x.split([len(rb) for _, rb in pending]), pending):
+        yield xa, y[rb]
