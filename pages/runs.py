@@ -8,6 +8,7 @@ from core.engine.data import DataUnavailableError
 from core.lessons.evaluation import EvalReport, evaluate_model
 from core.store.runs import RunDeleteError
 from ui import keys as K
+from ui.drawings import COLUMN as DRAWINGS_COLUMN, cell, drawing_accuracies, waiting, waiting_notice
 from ui.figures import accuracy_figure, bar_figure, confusion_figure, loss_figure
 from ui.registry import get_store, plain, run_label
 
@@ -57,10 +58,12 @@ if not runs:
 @st.fragment(run_every=2.0 if any(r.live for r in runs) else None)
 def runs_table() -> None:
     rows = []
+    on_drawings = drawing_accuracies(store, store.list())  # measured once per run, then read from its folder
     for r in store.list():
         s = r.snapshot
         rows.append({"name": r.name, "status": s.status,
                      "final test acc": f"{s.final.test_acc:.2%}" if s.final else "–",
+                     DRAWINGS_COLUMN: cell(store, r, on_drawings.get(r.id), 2),
                      "best test acc": f"{s.best_test_acc:.2%}" if s.history else "–",
                      "seconds": round(s.elapsed, 1), "epochs done": f"{s.epoch}/{r.config.epochs}",
                      **config_columns(r.config), "message": s.error or "",
@@ -68,6 +71,8 @@ def runs_table() -> None:
     st.dataframe(rows, hide_index=True, width="stretch")
 
 
+if waiting(store, runs):
+    waiting_notice(store)
 runs_table()
 if odd := sum(1 for r in runs if r.problems):
     st.caption(f"{odd} run{'s were' if odd > 1 else ' was'} read with problems in {'their' if odd > 1 else 'its'} "

@@ -1,0 +1,62 @@
+"""Each run's accuracy on the drawing-like test set, as the Runs and Draw pages show it.
+
+The set is built once per server process, in a background thread (seconds); until it is there, pages show
+what is already known (numbers kept in the run folders) and "measuring…" for the rest, and look again once a
+second. Measuring a run on the built set takes a fraction of a second and happens in the script thread.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from core.drawing import drawing_set as D
+from core.engine.data import dataset_spec
+from core.store.runs import RunInfo, RunStore
+
+COLUMN = "on drawings"  # the runs table's column, next to the MNIST test accuracy
+MEASURING = "measuring…"
+
+
+def drawings_count() -> int:
+    return D.SIZE or dataset_spec("mnist").test_size  # one drawing per MNIST test digit
+
+
+def _ready(store: RunStore) -> bool:
+    try:
+        return D.ready_or_building(store.data_dir, n=D.SIZE)
+    except D.DrawingSetError as e:
+        st.warning(f"Cannot measure the models on drawings: {e}")
+        return False
+
+
+def drawing_accuracies(store: RunStore, runs: list[RunInfo]) -> dict[str, float | None]:
+    """run id -> accuracy on the drawings; None where it is not known (yet): not measurable, or waiting for
+    the set. Runs still to be measured are measured here once the set is built."""
+    todo = [r for r in runs if D.needs_measuring(store, r)]
+    if todo and _ready(store):
+        with st.spinner(f"Measuring {len(todo)} model(s) on {drawings_count():,} drawings…"):
+            for r in todo:
+                D.run_accuracy(store, r.id)
+    return {r.id: D.stored_accuracy(store, r.id) if D.measurable(r) else None for r in runs}
+
+
+def waiting(store: RunStore, runs: list[RunInfo]) -> bool:
+    """Whether some of these runs wait for the drawing set, which is not built yet (once it is, the next
+    drawing_accuracies call measures them)."""
+    return any(D.needs_measuring(store, r) for r in runs) and not _ready(store)
+
+
+def waiting_notice(store: RunStore) -> None:
+    """A line that says the set is being built, and reruns the page once it is there."""
+    @st.fragment(run_every=1.0)
+    def poll() -> None:
+        if _ready(store):
+            st.rerun(scope="app")
+        st.caption(f"Drawing {drawings_count():,} MNIST test digits as mouse strokes on the canvas, to measure the "
+                   "models on them (once per server start)…")
+    poll()
+
+
+def cell(store: RunStore, info: RunInfo, acc: float | None, digits: int = 1) -> str:
+    if acc is not None:
+        return f"{acc:.{digits}%}"
+    return MEASURING if D.needs_measuring(store, info) else "–"
