@@ -12,6 +12,7 @@ from core.engine.config import TrainConfig, add_config_arguments, config_columns
 from core.engine.data import iterate_batches, load_dataset, normalize
 from core.engine.strokes import centre_lines, holes, squared_distance, thin
 from core.engine.trainer import Trainer
+from tests.waiting import wait_until
 
 STILL = replace(A.DEFAULT, rotation_deg=0.0, shear=0.0, scale=(1.0, 1.0), aspect=(1.0, 1.0), translate_px=0.0,
                 elastic_px=0.0, restroke=0.0)  # every change switched off
@@ -58,6 +59,32 @@ def test_same_seed_same_augmentation_other_seed_or_epoch_other(data_dir):
     assert all(torch.equal(a[0], b[0]) for a, b in zip(first, batches(data, seed=3, max_batches=3)))
     assert not torch.equal(first[0][0], batches(data, seed=3, epoch=2, max_batches=3)[0][0])
     assert not torch.equal(first[0][0], batches(data, seed=4, max_batches=3)[0][0])
+
+
+def test_helper_thread_gives_the_same_batches_and_stops_with_the_reader(data_dir, monkeypatch):
+    import threading
+
+    data = load_dataset("mnist", data_dir)
+    ahead = batches(data, max_batches=40)
+    monkeypatch.setattr(A, "_ahead", lambda items, depth=2: items)  # everything in the reading thread
+    inline = batches(data, max_batches=40)
+    monkeypatch.undo()
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(ahead, inline))
+    it = A.robust_batches(data.train_x, data.train_y, 64, torch.Generator().manual_seed(0), None, 0.5, 0.5, 0, 1)
+    next(it)
+    assert any(t.name == "augment" for t in threading.enumerate())
+    it.close()  # the trainer stops mid-epoch
+    wait_until(lambda: not any(t.name == "augment" for t in threading.enumerate()), timeout=30, what="the helper thread")
+
+
+def test_an_error_in_the_helper_thread_reaches_the_reader():
+    def broken():
+        yield 1
+        raise ValueError("bad chunk")
+    it = A._ahead(broken())
+    assert next(it) == 1
+    with pytest.raises(ValueError, match="bad chunk"):
+        next(it)
 
 
 def test_restroke_draws_one_stroke_width_scaled_as_the_page_scales_drawings():

@@ -48,7 +48,7 @@ DEFAULT_SEED = 0
 SIZE: int | None = None  # drawings of the first SIZE test digits; None: all of them (tests use fewer)
 # What the Draw page's quick-train button trains: BatchNorm and the robust preset (benchmarks/bench_drawings.py
 # times it and measures it on drawings).
-QUICK_MODEL = TrainConfig(batch_norm=True, epochs=2, robust=True)
+QUICK_MODEL = TrainConfig(batch_norm=True, epochs=5, robust=True)
 
 
 

@@ -10,6 +10,8 @@ width, scaled as the Draw page would scale that drawing, and every digit is turn
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -31,7 +33,7 @@ class AugmentConfig:
     aspect: tuple[float, float] = (0.8, 1.25)  # log-uniform, x only: narrow and wide writing
     translate_px: float = 1.5  # +- uniform, each axis
     elastic_px: float = 0.0  # amplitude of a smooth random displacement field (0: off; measured not to earn its cost)
-    chunk_rows: int = 1024  # batches are changed this many rows at a time: fewer, larger operations
+    chunk_rows: int = 1024  # digits are changed about this many at a time: fewer, larger operations
 
 
 DEFAULT = AugmentConfig()
@@ -63,10 +65,11 @@ def _restroked(x: torch.Tensor, lines: "CentreLines", rows: torch.Tensor, gen: t
     after the Draw page's preprocessing, line + stroke span FIT pixels (1 for the digits left as they are)."""
     n, dev = len(x), x.device
     r = _log_uniform(gen, n, *cfg.stroke_radius, dev)
-    chosen = torch.rand(n, generator=gen, device=dev) < cfg.restroke
-    ink = (r.view(n, 1, 1) + 0.5 - _ROOTS.to(dev)[lines.distance[rows].long()]).clamp_(0, 1)
-    x = torch.where(chosen.view(n, 1, 1), (ink - mean) / std, x)
-    grow = torch.where(chosen, FIT / (lines.extent[rows] + 2 * r), torch.ones_like(r))
+    chosen = (torch.rand(n, generator=gen, device=dev) < cfg.restroke).nonzero().squeeze(1)  # only these are drawn
+    rc = r[chosen].view(-1, 1, 1)
+    ink = (rc + 0.5 - _ROOTS.to(dev)[lines.distance[rows[chosen]].long()]).clamp_(0, 1)
+    x = x.index_copy(0, chosen, (ink - mean) / std)
+    grow = torch.ones_like(r).index_copy(0, chosen, FIT / (lines.extent[rows[chosen]] + 2 * r[chosen]))
     return x, grow
 
 
@@ -158,31 +161,73 @@ def robust_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator:
                    max_batches: int | None, mean: float, std: float, seed: int, epoch: int,
                    cfg: AugmentConfig | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """iterate_batches' minibatches, the same for the same generator, every digit changed; labels untouched.
-    The row numbers travel through iterate_batches in place of the labels, to find each digit's centre line.
-    cfg: DEFAULT when None (read at call time, so a benchmark can try another setting in its own process)."""
-    from core.engine.data import iterate_batches
+    On a CPU the chunks are prepared in a helper thread, up to two ahead, on the core the training thread
+    leaves free (it computes with one thread, core/engine/cpu.py). cfg: DEFAULT when None (read at call time,
+    so a benchmark can try another setting in its own process)."""
+    chunks = _changed_chunks(x, y, batch_size, generator, max_batches, mean, std, seed, epoch, cfg or DEFAULT)
+    if x.device.type == "cpu":
+        chunks = _ahead(chunks)
+    for xc, yc in chunks:
+        for b in range(0, len(yc), batch_size):
+            yield xc[b:b + batch_size], yc[b:b + batch_size]
 
-    cfg = cfg or DEFAULT
+
+def _changed_chunks(x, y, batch_size, generator, max_batches, mean, std, seed, epoch, cfg):
+    """Whole chunks of a multiple of batch_size rows from iterate_batches (the same seeded permutation, sliced
+    the same way), changed at once. The row numbers travel through it in place of the labels, to find each
+    digit's centre line."""
+    from core.engine.data import iterate_batches, num_batches
+
     lines = None
     if cfg.restroke:
         found = centre_lines_of(x)
         lines = CentreLines(found.distance.to(x.device), found.extent.to(x.device))
     gen = generator_for(seed, epoch, x.device)
-    pending, count = [], 0
-    for xb, rb in iterate_batches(x, torch.arange(len(y), device=y.device), batch_size, generator, max_batches,
-                                  mean, std):
-        pending.append((xb, rb))
-        count += len(rb)
-        if count >= cfg.chunk_rows:
-            yield from _changed(pending, y, lines, gen, mean, std, cfg)
-            pending, count = [], 0
-    if pending:
-        yield from _changed(pending, y, lines, gen, mean, std, cfg)
+    chunk = max(1, cfg.chunk_rows // batch_size) * batch_size
+    end = min(len(y), num_batches(len(y), batch_size, max_batches) * batch_size)  # rows the plain batches cover
+    done = 0
+    for xc, rc in iterate_batches(x, torch.arange(len(y), device=y.device), chunk, generator, -(-end // chunk), mean, std):
+        xc, rc = xc[:end - done], rc[:end - done]  # a batch cap can end inside the last chunk
+        done += len(rc)
+        yield augment(xc, gen, mean, std, cfg, lines, rc), y[rc]
 
 
-def _changed(pending: list[tuple[torch.Tensor, torch.Tensor]], y: torch.Tensor, lines: CentreLines | None,
-             gen: torch.Generator, mean: float, std: float, cfg: AugmentConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    rows = torch.cat([rb for _, rb in pending])
-    x = augment(torch.cat([xb for xb, _ in pending]), gen, mean, std, cfg, lines, rows)
-    for xa, (_, rb) in zip(x.split([len(rb) for _, rb in pending]), pending):
-        yield xa, y[rb]
+_END = object()
+
+
+def _ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """The items of `items`, computed in a helper thread up to `depth` ahead of the reader. The thread uses the
+    CPU policy's thread count: with one thread, torch opens no OpenMP team in it, which would slow the training
+    thread (README, CPU effects). It stops when the reader stops reading."""
+    from core.engine import cpu
+
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        cpu.use_base_threads()
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as e:  # handed to the reader, never lost
+            put(e)
+
+    threading.Thread(target=work, name="augment", daemon=True).start()
+    try:
+        while (item := q.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
