@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run test bench bench-quick bench-cpu bench-step draw-latency screenshot setup gpu-data
+.PHONY: run test bench bench-quick bench-cpu bench-step bench-drawings draw-latency screenshot setup gpu-data
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,9 @@ bench-cpu: setup
 
 bench-step: setup
 	$(PY) benchmarks/bench_step.py
+
+bench-drawings: setup
+	$(PY) benchmarks/bench_drawings.py
 
 draw-latency: setup
 	bash scripts/ensure_chromium.sh

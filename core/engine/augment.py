@@ -139,11 +139,12 @@ class CentreLines:
     extent: torch.Tensor  # (N,) float32 the centre line's longer side, pixels
 
 
-_lines: dict[tuple, CentreLines] = {}
+_lines: dict[tuple, CentreLines] = {}  # by dataset, and by dataset and device
 
 
 def centre_lines_of(x_uint8: torch.Tensor) -> CentreLines:
-    """Centre lines of a dataset's digits, computed once per process and dataset (seconds for 60,000 digits)."""
+    """Centre lines of a dataset's digits, on the digits' device, computed once per process and dataset (seconds
+    for 60,000 digits, on the CPU)."""
     from core.engine.strokes import centre_lines, squared_distance
 
     sample = x_uint8[:: max(1, len(x_uint8) // 64)].cpu().numpy().tobytes()  # identifies the data, in microseconds
@@ -154,7 +155,10 @@ def centre_lines_of(x_uint8: torch.Tensor) -> CentreLines:
         span = lambda m: m.shape[1] - m.argmax(1) - m[:, ::-1].argmax(1)  # first to last True, inclusive
         extent = np.maximum(span(rows), span(cols)).astype(np.float32)
         _lines[key] = CentreLines(torch.from_numpy(squared_distance(line)), torch.from_numpy(extent))
-    return _lines[key]
+    if (key, x_uint8.device) not in _lines:
+        found = _lines[key]
+        _lines[(key, x_uint8.device)] = CentreLines(found.distance.to(x_uint8.device), found.extent.to(x_uint8.device))
+    return _lines[(key, x_uint8.device)]
 
 
 def robust_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,
@@ -178,10 +182,7 @@ def _changed_chunks(x, y, batch_size, generator, max_batches, mean, std, seed, e
     digit's centre line."""
     from core.engine.data import iterate_batches, num_batches
 
-    lines = None
-    if cfg.restroke:
-        found = centre_lines_of(x)
-        lines = CentreLines(found.distance.to(x.device), found.extent.to(x.device))
+    lines = centre_lines_of(x) if cfg.restroke else None
     gen = generator_for(seed, epoch, x.device)
     chunk = max(1, cfg.chunk_rows // batch_size) * batch_size
     end = min(len(y), num_batches(len(y), batch_size, max_batches) * batch_size)  # rows the plain batches cover
