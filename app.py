@@ -13,6 +13,7 @@ PAGES = [
     st.Page("pages/batchnorm.py", title="BatchNorm lab", icon=":material/compare:"),
     st.Page("pages/tuning.py", title="Tuning lab", icon=":material/tune:"),
     st.Page("pages/softmax.py", title="Softmax explorer", icon=":material/functions:"),
+    st.Page("pages/frameworks.py", title="Frameworks", icon=":material/code:"),
     st.Page("pages/draw.py", title="Draw a digit", icon=":material/draw:"),
 ]
 st.navigation(PAGES).run()

@@ -106,3 +106,14 @@ TUNE_OWN_START = "tune_own_start"
 TUNE_VIEW = "tune_view_study"
 TUNE_STOP = "tune_stop_"  # + study group or name
 TUNE_RESUME = "tune_resume_"  # + study group or name
+
+# Frameworks page
+FW_BN = "fw_batch_norm"
+FW_EPOCHS = "fw_epochs"
+FW_MAX_BATCHES = "fw_max_batches"
+FW_SEED = "fw_seed"
+FW_MATCH = "fw_match_defaults"
+FW_SWITCH_BACK = "fw_switch_back"
+FW_START = "fw_start"
+FW_GROUP = "fw_group"
+FW_STOP = "fw_stop"

@@ -24,6 +24,10 @@ MAX_BATCH_SIZE = 60_000
 MEMORY_BUDGET = 1 << 30
 PRECISIONS = ("auto", "fp32", "bf16")
 MAX_TEXT = 1000  # characters of one typed-in value
+FRAMEWORKS = ("pytorch", "keras")
+# What a Keras run takes from PyTorch instead of Keras' own defaults (core/engine/keras_model.py).
+KERAS_MATCHABLE = ("init", "bn_momentum", "bn_eps", "adam_eps", "logits")
+KERAS_DEFAULTS = ("keras", "pytorch") + tuple(f"pytorch-but-{m}" for m in KERAS_MATCHABLE)
 _INT = re.compile(r"[0-9]+")  # ASCII digits only: no '1_000', no other scripts' digits, no sign
 _FLOAT = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?")  # no nan, inf, '_' or sign
 _SIZES = re.compile(r"[0-9]+(?:\s*,\s*[0-9]+)*")  # '512, 256,128': commas between whole numbers, nothing empty
@@ -116,10 +120,37 @@ def _uses(name: str) -> Callable[[dict[str, Any]], bool]:
     return lambda values: name in OPTIMIZERS[values.get("optimizer", "adam")].uses
 
 
+def _pytorch_only(values: dict[str, Any]) -> bool:
+    return values.get("framework", "pytorch") == "pytorch"
+
+
+def keras_matched(keras_defaults: str) -> frozenset[str]:
+    """Which of PyTorch's defaults a Keras run takes: 'keras' none, 'pytorch' all, 'pytorch-but-X' all but X."""
+    if keras_defaults == "keras":
+        return frozenset()
+    return frozenset(KERAS_MATCHABLE) - {keras_defaults.removeprefix("pytorch-but-")}
+
+
+def _adam_eps_applies(values: dict[str, Any]) -> bool:
+    """ε is read by PyTorch's Adam, and by a Keras run only when it takes PyTorch's ε (else Keras' own 1e-7)."""
+    return _uses("eps")(values) and (_pytorch_only(values) or
+                                     "adam_eps" in keras_matched(values.get("keras_defaults", "keras")))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     dataset: str = option("mnist", "Dataset", "which images to train on", "choice",
                           choices=lambda: tuple(DATASETS), choice_label=lambda n: DATASETS[n].label)
+    # Keras: the course's Keras model trained with fit on Keras 3 (core/engine/keras_trainer.py).
+    framework: str = option("pytorch", "Framework", "PyTorch (this project's trainer) or the course's Keras model "
+                            "trained with Keras' fit (same data order, same run store)", "choice",
+                            choices=lambda: FRAMEWORKS, choice_label=lambda v: _FRAMEWORK_LABELS[v])
+    keras_defaults: str = option("keras", "Keras defaults",
+                                 "keras: Keras' own (the course's Keras recipe); pytorch: PyTorch's initial weights, "
+                                 "BN momentum and ε, Adam ε and logits into the loss; pytorch-but-X: all of them but X",
+                                 "choice", choices=lambda: KERAS_DEFAULTS,
+                                 choice_label=lambda v: _keras_defaults_label(v),
+                                 applies=lambda values: not _pytorch_only(values))
     batch_norm: bool = option(False, "BatchNorm", "BatchNorm after each hidden Linear (Linear → BN → ReLU)", "bool",
                               flag="--bn", column="BN")
     hidden: tuple[int, ...] = option((512, 256, 128, 32), "Hidden layer sizes",
@@ -131,25 +162,26 @@ class TrainConfig:
     seed: int = option(0, "Seed", "initial weights and minibatch order; the same seed gives the same run", "int",
                        lo=0, hi=2**31 - 1)
     optimizer: str = option("adam", "Optimizer", "how gradients become weight updates", "choice",
-                            choices=lambda: tuple(OPTIMIZERS), choice_label=lambda n: OPTIMIZERS[n].label)
+                            choices=lambda: tuple(OPTIMIZERS), choice_label=lambda n: OPTIMIZERS[n].label,
+                            applies=_pytorch_only)
     beta1: float = option(0.9, "Adam β1", "decay of Adam's mean of gradients: it averages about 1/(1 - β1) steps",
                           "float", lo=0.0, hi=0.9999, applies=_uses("beta1"))
     beta2: float = option(0.999, "Adam β2", "decay of Adam's mean of squared gradients", "float", lo=0.0, hi=0.99999,
                           applies=_uses("beta2"))
     eps: float = option(1e-8, "ε", "added to the denominator of the update for numerical safety", "float",
-                        lo=1e-12, hi=1.0, log=True, applies=_uses("eps"))
+                        lo=1e-12, hi=1.0, log=True, applies=_adam_eps_applies)
     momentum: float = option(0.9, "Momentum", "decay of the velocity (SGD, RMSprop)", "float", lo=0.0, hi=0.9999,
                              applies=_uses("momentum"))
     # The course's defect: softmax in the model, then CrossEntropyLoss applies log-softmax again.
     double_softmax: bool = option(False, "Double softmax (the course's bug)",
                                   "reproduce the course's defect: softmax inside the model, then CrossEntropyLoss "
-                                  "applies log-softmax again", "bool")
+                                  "applies log-softmax again", "bool", applies=_pytorch_only)
     # Off for the course's recipe; the Draw page's quick model trains with it (pages/draw.py).
     robust: bool = option(False, "Robust to drawings",
                           "augment every training batch: half the digits redrawn with one stroke width as a mouse "
                           "draws, every digit turned, slanted, stretched and shifted (core/engine/augment.py), so "
                           "that the model reads canvas drawings, not only MNIST's writers",
-                          "bool", column="robust")
+                          "bool", column="robust", applies=_pytorch_only)
     max_batches: int | None = option(None, "Batches per epoch (0 = all)",
                                      "a cap on training batches per epoch, for quick runs; 0 or absent: all", "optional_int",
                                      lo=1, hi=MAX_BATCH_SIZE, column="batches/epoch")
@@ -159,7 +191,8 @@ class TrainConfig:
     precision: str = option("auto", "Arithmetic",
                             "fp32, or bf16 mixed precision (torch.autocast: matrix products in bfloat16 with float32 "
                             "sums); auto: fp32, measured the faster here",
-                            "choice", choices=lambda: PRECISIONS, choice_label=lambda v: _PRECISION_LABELS[v]())
+                            "choice", choices=lambda: PRECISIONS, choice_label=lambda v: _PRECISION_LABELS[v](),
+                            applies=_pytorch_only)
 
     def __post_init__(self) -> None:
         if isinstance(self.hidden, list):
@@ -178,6 +211,11 @@ class TrainConfig:
         if (need := memory_estimate(self)).total > MEMORY_BUDGET:
             raise ValueError(f"hidden, batch_size: this network needs about {need.describe()}, more than the "
                              f"{_mb(MEMORY_BUDGET)} one run may use; choose smaller hidden layers or a smaller batch")
+        if self.framework == "keras":  # the course's Keras recipe: Adam, one softmax, float32
+            for name, value, allowed in (("optimizer", self.optimizer, "adam"), ("double_softmax", self.double_softmax, False),
+                                         ("precision", self.precision, "fp32"), ("robust", self.robust, False)):
+                if value != allowed:
+                    raise ValueError(f"{name}: a Keras run uses {allowed} (the course's Keras recipe), got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -197,7 +235,17 @@ class TrainConfig:
         extra = (" double-softmax" if self.double_softmax else "") + (" robust" if self.robust else "") + \
             (" bf16" if self.precision == "bf16" else "")
         opt = "" if self.optimizer == "adam" else f" {self.optimizer}"
-        return f"{self.dataset} {bn}{extra}{opt} lr={self.lr:g} bs={self.batch_size} ep={self.epochs} seed={self.seed}"
+        fw = "" if self.framework == "pytorch" else " keras" + ("" if self.keras_defaults == "keras" else f"[{self.keras_defaults}]")
+        return f"{self.dataset}{fw} {bn}{extra}{opt} lr={self.lr:g} bs={self.batch_size} ep={self.epochs} seed={self.seed}"
+
+
+_FRAMEWORK_LABELS = {"pytorch": "PyTorch", "keras": "Keras 3 (the course's Keras model)"}
+
+
+def _keras_defaults_label(value: str) -> str:
+    if value in ("keras", "pytorch"):
+        return {"keras": "Keras' own (the course's recipe)", "pytorch": "PyTorch's (all matched)"}[value]
+    return f"PyTorch's, but Keras' {value.removeprefix('pytorch-but-').replace('_', ' ')}"
 
 
 @dataclass(frozen=True)

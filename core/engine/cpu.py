@@ -103,3 +103,20 @@ def use_base_threads() -> None:
         import torch
 
         torch.set_num_threads(policy.threads)
+
+
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"  # XLA:CPU runs each operation on the calling thread
+
+
+def apply_to_xla() -> ThreadPolicy:
+    """The same policy for XLA's CPU thread pool (a Keras run on the JAX backend): one thread means XLA's
+    Eigen pool is switched off; N threads or 'torch' leave XLA's default, one thread per core (XLA has no
+    flag for N in between). XLA reads XLA_FLAGS when JAX starts its CPU backend: call this before that."""
+    policy = apply_thread_policy()
+    flags = os.environ.get("XLA_FLAGS", "")
+    if policy.threads == 1 and XLA_ONE_THREAD not in flags:
+        if "jax" in sys.modules:  # too late to be sure XLA reads it; say so instead of pretending
+            return ThreadPolicy(policy.spec, policy.threads, policy.passive, policy.spin,
+                                note="JAX was loaded before the policy could reach XLA")
+        os.environ["XLA_FLAGS"] = f"{flags} {XLA_ONE_THREAD}".strip()
+    return policy

@@ -8,18 +8,20 @@ from torch import nn
 
 from core.engine.config import TrainConfig
 from core.engine.data import dataset_spec
+from core.engine.keras_model import torch_bn_options
 
 
 class MLP(nn.Module):
     def __init__(self, hidden: tuple[int, ...] = (512, 256, 128, 32), batch_norm: bool = False,
-                 double_softmax: bool = False, outputs: int = 10, inputs: int = 784) -> None:
+                 double_softmax: bool = False, outputs: int = 10, inputs: int = 784, bn_eps: float = 1e-5,
+                 bn_momentum: float = 0.1) -> None:
         super().__init__()
         self.batch_norm, self.double_softmax = batch_norm, double_softmax
         blocks, d = [], inputs
         for h in hidden:
             # BatchNorm1d draws no random numbers at init, so a BN and a no-BN model built
             # from the same seed get identical Linear weights.
-            layers = [nn.Linear(d, h)] + ([nn.BatchNorm1d(h)] if batch_norm else []) + [nn.ReLU()]
+            layers = [nn.Linear(d, h)] + ([nn.BatchNorm1d(h, bn_eps, bn_momentum)] if batch_norm else []) + [nn.ReLU()]
             blocks.append(nn.Sequential(*layers))
             d = h
         self.blocks = nn.ModuleList(blocks)
@@ -58,6 +60,8 @@ def init_weights(model: MLP, seed: int) -> None:
 def build_model(config: TrainConfig) -> MLP:
     """Build the MLP for a config; its initial weights depend only on config.seed and the sizes."""
     spec = dataset_spec(config.dataset)
-    model = MLP(config.hidden, config.batch_norm, config.double_softmax, spec.num_classes, spec.input_size)
+    # A Keras run's weights live in this MLP too, with BN set as Keras ran it (core/engine/keras_model.py).
+    model = MLP(config.hidden, config.batch_norm, config.double_softmax, spec.num_classes, spec.input_size,
+                **torch_bn_options(config))
     init_weights(model, config.seed)
     return model

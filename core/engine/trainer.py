@@ -212,6 +212,10 @@ class Trainer:
 
     def _train(self, data: Dataset) -> None:
         cfg, dev = self.config, self.device
+        if cfg.framework == "keras":  # Keras' own fit; Keras and its backend load only now
+            from core.engine.keras_trainer import train_keras
+
+            return train_keras(self, data)
         train_x, train_y = data.train_x.to(dev), data.train_y.to(dev)
         test_x, test_y = data.test_x.to(dev), data.test_y.to(dev)
         model = self.model = build_model(cfg).to(dev)

@@ -1,0 +1,119 @@
+"""Frameworks: the course's network in PyTorch and in Keras, the defaults that differ, and twin runs."""
+import streamlit as st
+
+from core import TrainConfig
+from core.engine.config import KERAS_MATCHABLE, keras_matched
+from core.engine.data import dataset_spec, num_batches
+from core.lessons.frameworks import (GROUP_PREFIX, compare_twins, defaults_table, keras_defaults_value, keras_listing,
+                                     pytorch_listing, read_live_defaults, start_framework_twins, twin_runs)
+from ui import keys as K
+from ui.figures import accuracy_figure, loss_figure
+from ui.registry import get_store
+
+SWITCH_LABELS = {"init": "initial weights", "bn_momentum": "BatchNorm momentum", "bn_eps": "BatchNorm ε",
+                 "adam_eps": "Adam ε (value and place)", "logits": "softmax in the model"}
+
+st.title("Frameworks: the same network in PyTorch and Keras")
+st.markdown("The course gives its MNIST network twice. Both listings below are the code this dashboard runs, "
+            "read from its modules. The Keras model trains with Keras' own `fit` on the JAX backend, in the same "
+            "run store as every PyTorch run (its weights are saved converted to the PyTorch model's names, so the "
+            "Runs and Draw pages use it like any other run).")
+store = get_store()
+
+left, right = st.columns(2)
+for col, listing in ((left, pytorch_listing()), (right, keras_listing())):
+    with col:
+        st.markdown(f"**{listing.title}**")
+        st.code(listing.code, language="python", line_numbers=True, height=420)
+        for line, note in listing.notes:
+            st.markdown(f"- line {line}: {note}")
+
+
+@st.cache_data(show_spinner="Loading Keras and reading its defaults…")
+def live_rows():
+    return [row.__dict__ for row in defaults_table(read_live_defaults())]
+
+
+st.header("Defaults that differ")
+st.caption("Each value below is read from a freshly built PyTorch or Keras object, not typed in. "
+           "“switch” names the setting that gives the Keras run PyTorch's value.")
+st.dataframe(live_rows(), hide_index=True, width="stretch",
+             column_config={"name": "default", "pytorch": "PyTorch", "keras": "Keras", "note": "what it means"})
+
+st.header("Train both")
+with st.container(border=True):
+    c1, c2, c3, c4 = st.columns(4)
+    bn = c1.toggle("BatchNorm", True, key=K.FW_BN)
+    epochs = c2.number_input("Epochs", 1, 10, 2, key=K.FW_EPOCHS)
+    mb = c3.number_input("Batches per epoch (0 = all)", 0, 938, 200, key=K.FW_MAX_BATCHES)
+    seed = c4.number_input("Seed", 0, 1000, 0, key=K.FW_SEED)
+    match = st.toggle("Match the defaults: Keras gets PyTorch's initial weights, BN momentum and ε, Adam ε, and logits "
+                      "into a from_logits loss", key=K.FW_MATCH)
+    back = None
+    if match:
+        back = st.radio("Then switch one back to Keras' own", [None, *KERAS_MATCHABLE], horizontal=True,
+                        key=K.FW_SWITCH_BACK, format_func=lambda v: "none" if v is None else SWITCH_LABELS[v])
+    kd = keras_defaults_value(match, back)
+    base = TrainConfig(batch_norm=bn, epochs=int(epochs), max_batches=int(mb) or None, seed=int(seed))
+    steps = base.epochs * num_batches(dataset_spec(base.dataset).train_size, base.batch_size, base.max_batches)
+    taken = sorted(keras_matched(kd))
+    st.caption(f"Two runs, one after the other, {steps} steps each, the same minibatches. The Keras run takes "
+               + (f"PyTorch's {', '.join(SWITCH_LABELS[m] for m in taken)}" if taken else "only Keras' own defaults")
+               + f" (keras_defaults = {kd}). Its first epoch includes compiling the training step.")
+    if st.button("Train both", key=K.FW_START, type="primary"):
+        st.session_state[K.FW_GROUP] = start_framework_twins(store, base, kd)
+
+groups = sorted({r.group for r in store.list() if r.group and r.group.startswith(GROUP_PREFIX)}, reverse=True)
+if not groups:
+    st.info("No twin runs yet: press **Train both**. A few batches per epoch make a quick first try.")
+    st.stop()
+if st.session_state.get(K.FW_GROUP) not in groups:
+    st.session_state[K.FW_GROUP] = groups[0]
+
+
+def group_label(g: str) -> str:
+    runs = twin_runs(store, g)
+    k = runs.get("keras")
+    return f"{g}: Keras {k.config.keras_defaults} defaults, seed {k.config.seed}" if k else g
+
+
+group = st.selectbox("Twin set", groups, key=K.FW_GROUP, format_func=group_label)
+live_now = any(r.live for r in twin_runs(store, group).values())
+
+
+@st.fragment(run_every=1.0 if live_now else None)
+def comparison() -> None:
+    runs = twin_runs(store, group)
+    if any(r.live for r in runs.values()):
+        done = sum(not r.live for r in runs.values())
+        st.progress(done / 2, text=f"{done} of 2 runs done · " + " · ".join(f"{fw}: {r.snapshot.status}" for fw, r in runs.items()))
+        if st.button("Stop both", key=K.FW_STOP):
+            for r in runs.values():
+                store.stop(r.id)
+    for r in runs.values():
+        if r.snapshot.status == "failed":
+            st.error(f"{r.name}: {r.snapshot.error}")
+    pairs = [(("PyTorch" if fw == "pytorch" else f"Keras ({r.config.keras_defaults})"), r.snapshot) for fw, r in runs.items()]
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(loss_figure(pairs), key="fw_loss", width="stretch")
+    c2.plotly_chart(accuracy_figure(pairs), key="fw_acc", width="stretch")
+    if "pytorch" in runs and "keras" in runs:
+        cmp = compare_twins(runs["pytorch"].snapshot, runs["keras"].snapshot)
+        rows = []
+        for fw in ("pytorch", "keras"):
+            secs = cmp.seconds_per_epoch[fw]
+            acc = cmp.final_acc[fw]
+            rows.append({"framework": "PyTorch" if fw == "pytorch" else "Keras", "final test acc": f"{acc:.2%}" if acc is not None else "–",
+                         "epochs done": len(secs), "s, epoch 1": f"{secs[0]:.2f}" if secs else "–",
+                         "s / later epoch": f"{sum(secs[1:]) / len(secs[1:]):.2f}" if len(secs) > 1 else "–"})
+        st.dataframe(rows, hide_index=True)
+        if cmp.max_rel_loss_diff is not None:
+            gap = (f" Final test accuracy differs by {abs(cmp.final_acc['keras'] - cmp.final_acc['pytorch']) * 100:.2f} points."
+                   if None not in cmp.final_acc.values() else "")
+            st.markdown(f"Over the {cmp.steps_compared} logged points both runs have, the training losses differ by at "
+                        f"most {cmp.max_rel_loss_diff:.2%} of PyTorch's.{gap}")
+    if live_now and not any(r.live for r in twin_runs(store, group).values()):
+        st.rerun(scope="app")
+
+
+comparison()
