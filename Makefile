@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run test bench bench-quick bench-cpu bench-step bench-drawings draw-latency screenshot setup gpu-data
+.PHONY: run test bench bench-quick bench-cpu bench-step bench-drawings bench-frameworks draw-latency screenshot setup gpu-data
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,9 @@ bench-step: setup
 
 bench-drawings: setup
 	$(PY) benchmarks/bench_drawings.py
+
+bench-frameworks: setup
+	$(PY) benchmarks/bench_frameworks.py
 
 draw-latency: setup
 	bash scripts/ensure_chromium.sh

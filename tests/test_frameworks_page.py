@@ -1,0 +1,79 @@
+"""AppTest: the Frameworks page (listings, live defaults, a quick twin run), the framework option on the Train
+page, and a Keras run chosen on the Draw page."""
+import sys
+import types
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.test_preprocess import SEVEN, canvas
+from tests.waiting import wait_until
+from ui import keys as K
+
+TIMEOUT = 240
+
+
+@pytest.fixture
+def app(app_env, monkeypatch):
+    state = {"image": None}
+    fake = types.ModuleType("streamlit_drawable_canvas")  # the real one imports only inside a running server
+    fake.st_canvas = lambda **kw: types.SimpleNamespace(image_data=state["image"], json_data={"objects": []})
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", fake)
+    return AppTest.from_file("../app.py", default_timeout=TIMEOUT).run(), state
+
+
+def shown(at) -> str:
+    return " ".join(str(e.value) for coll in (at.markdown, at.caption, at.info, at.error) for e in coll)
+
+
+def test_frameworks_page_twin_run_then_draw_with_the_keras_model(app):
+    at, state = app
+    at.switch_page("pages/frameworks.py").run()
+    assert not at.exception
+    text = shown(at)
+    assert "line 24:" in text and "1.461" in text  # the double softmax, pointed out in the PyTorch listing
+    assert "No twin runs yet" in text
+    table = at.dataframe[0].value
+    assert len(table) == 9 and "0.99: weight of the OLD running value" in set(table["keras"])
+    at.number_input(key=K.FW_EPOCHS).set_value(1)
+    at.number_input(key=K.FW_MAX_BATCHES).set_value(20)
+    at.toggle(key=K.FW_MATCH).set_value(True).run()
+    at.radio(key=K.FW_SWITCH_BACK).set_value("adam_eps").run()
+    assert "keras_defaults = pytorch-but-adam_eps" in shown(at)
+    at.button(key=K.FW_START).click().run()
+    assert not at.exception
+    from ui.registry import get_store
+
+    store = get_store()
+    runs = {r.config.framework: r for r in store.list()}
+    assert set(runs) == {"pytorch", "keras"} and runs["keras"].config.keras_defaults == "pytorch-but-adam_eps"
+    assert runs["pytorch"].group == runs["keras"].group and runs["keras"].config.seed == runs["pytorch"].config.seed
+    wait_until(lambda: not any(r.live for r in store.list()), TIMEOUT, 0.1, "both runs to end")
+    at.run()
+    assert not at.exception
+    assert all(r.snapshot.status == "finished" for r in store.list()), [r.snapshot.error for r in store.list()]
+    assert "training losses differ by at most" in shown(at)
+    result = at.dataframe[-1].value
+    assert list(result["framework"]) == ["PyTorch", "Keras"] and list(result["epochs done"]) == [1, 1]
+    # The Keras run on the Draw page, classifying a drawing with the PyTorch model that holds its weights
+    at.switch_page("pages/draw.py").run()
+    keras_run = next(r for r in store.list() if r.config.framework == "keras")
+    at.selectbox(key=K.DRAW_MODEL).set_value(keras_run.id)
+    state["image"] = canvas(SEVEN)
+    at.run()
+    assert not at.exception
+    assert "**Prediction:" in " ".join(m.value for m in at.markdown)
+
+
+def test_train_page_offers_the_framework_and_only_what_applies(app):
+    at, _ = app
+    at.switch_page("pages/train.py").run()
+    assert at.selectbox(key=K.TRAIN + "_framework").value == "pytorch"
+    assert at.toggle(key=K.TRAIN_DOUBLE_SOFTMAX) and not [s for s in at.selectbox if s.key == K.TRAIN + "_keras_defaults"]
+    at.selectbox(key=K.TRAIN + "_framework").set_value("keras").run()
+    assert not at.exception
+    keys = {w.key for coll in (at.selectbox, at.toggle, at.select_slider) for w in coll}
+    assert K.TRAIN + "_keras_defaults" in keys
+    assert not keys & {K.TRAIN_DOUBLE_SOFTMAX, K.TRAIN_OPTIMIZER, K.TRAIN_PRECISION, K.TRAIN + "_eps"}
+    at.selectbox(key=K.TRAIN + "_keras_defaults").set_value("pytorch").run()
+    assert K.TRAIN + "_eps" in {w.key for w in at.select_slider}  # PyTorch's ε now applies to the Keras run
