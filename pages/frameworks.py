@@ -11,7 +11,7 @@ from ui.figures import accuracy_figure, loss_figure
 from ui.registry import get_store
 
 SWITCH_LABELS = {"init": "initial weights", "bn_momentum": "BatchNorm momentum", "bn_eps": "BatchNorm ε",
-                 "adam_eps": "Adam ε (value and place)", "logits": "softmax in the model"}
+                 "adam_eps": "Adam ε (value and place)", "logits": "where softmax lives"}
 
 st.title("Frameworks: the same network in PyTorch and Keras")
 st.markdown("The course gives its MNIST network twice. Both listings below are the code this dashboard runs, "
@@ -24,7 +24,7 @@ left, right = st.columns(2)
 for col, listing in ((left, pytorch_listing()), (right, keras_listing())):
     with col:
         st.markdown(f"**{listing.title}**")
-        st.code(listing.code, language="python", line_numbers=True, height=420)
+        st.code(listing.code, language="python", line_numbers=True, wrap_lines=True)
         for line, note in listing.notes:
             st.markdown(f"- line {line}: {note}")
 
@@ -37,8 +37,8 @@ def live_rows():
 st.header("Defaults that differ")
 st.caption("Each value below is read from a freshly built PyTorch or Keras object, not typed in. "
            "“switch” names the setting that gives the Keras run PyTorch's value.")
-st.dataframe(live_rows(), hide_index=True, width="stretch",
-             column_config={"name": "default", "pytorch": "PyTorch", "keras": "Keras", "note": "what it means"})
+st.table([{"default": r["name"], "PyTorch": r["pytorch"], "Keras": r["keras"], "what it means": r["note"],
+           "switch": r["switch"]} for r in live_rows()])
 
 st.header("Train both")
 with st.container(border=True):
@@ -56,7 +56,7 @@ with st.container(border=True):
     kd = keras_defaults_value(match, back)
     base = TrainConfig(batch_norm=bn, epochs=int(epochs), max_batches=int(mb) or None, seed=int(seed))
     steps = base.epochs * num_batches(dataset_spec(base.dataset).train_size, base.batch_size, base.max_batches)
-    taken = sorted(keras_matched(kd))
+    taken = [m for m in KERAS_MATCHABLE if m in keras_matched(kd)]
     st.caption(f"Two runs, one after the other, {steps} steps each, the same minibatches. The Keras run takes "
                + (f"PyTorch's {', '.join(SWITCH_LABELS[m] for m in taken)}" if taken else "only Keras' own defaults")
                + f" (keras_defaults = {kd}). Its first epoch includes compiling the training step.")
@@ -93,7 +93,7 @@ def comparison() -> None:
     for r in runs.values():
         if r.snapshot.status == "failed":
             st.error(f"{r.name}: {r.snapshot.error}")
-    pairs = [(("PyTorch" if fw == "pytorch" else f"Keras ({r.config.keras_defaults})"), r.snapshot) for fw, r in runs.items()]
+    pairs = [(("PyTorch" if fw == "pytorch" else f"Keras ({r.config.keras_defaults} defaults)"), r.snapshot) for fw, r in runs.items()]
     c1, c2 = st.columns(2)
     c1.plotly_chart(loss_figure(pairs), key="fw_loss", width="stretch")
     c2.plotly_chart(accuracy_figure(pairs), key="fw_acc", width="stretch")

@@ -18,6 +18,9 @@ barriers to wait at (benchmarks/bench_busy.py; benchmarks/README.md has the tabl
 the same result for the same seed every time: the float32 matrix products round differently with a different
 number of threads. What it costs on an idle 2-core machine is in benchmarks/README.md; CPU_THREADS=2 buys it
 back where nothing else wants the CPU.
+
+A Keras run computes with XLA (Keras' JAX backend), whose CPU thread pool the same policy sets (`apply_to_xla`,
+called before JAX starts): one thread switches XLA's Eigen pool off.
 """
 from __future__ import annotations
 
