@@ -4,7 +4,7 @@ import streamlit as st
 st.title("Learn deep learning by training real networks on MNIST")
 st.write(
     "Every page trains or inspects a real PyTorch multilayer perceptron "
-    "(784 → 512 → 256 → 128 → 32 → 10, ReLU, optional BatchNorm). On the Train, Runs, BatchNorm and Draw pages "
+    "(784 → 512 → 256 → 128 → 32 → 10, ReLU, optional BatchNorm), and the Frameworks page its Keras twin. On the Train, Runs, BatchNorm, Frameworks and Draw pages "
     "the numbers come from the runs you start; the Softmax explorer computes its panels from the values you set "
     "(each checked against PyTorch autograd), and its experiment buttons train small models of their own."
 )
