@@ -149,7 +149,7 @@ def train_keras(trainer: "Trainer", data: Dataset) -> None:
     model = build_keras_model(cfg)
     train_x, train_y = data.train_x.numpy(), data.train_y.numpy()
     sizes = batch_sizes(len(train_x), cfg.batch_size, cfg.max_batches)
-    threads = cpu.apply_to_xla().threads or cpu.max_threads()
+    threads = 1 if cpu.apply_to_xla().threads == 1 else cpu.max_threads()  # XLA: one thread, or one per core
     trainer._publish(steps_per_epoch=len(sizes), threads=threads, device=_device(keras))
     bridge = FitBridge(trainer, model, sizes)
     fit_course_model(model, seeded_batches(train_x, train_y, cfg.batch_size, cfg.seed, cfg.max_batches), len(sizes),
