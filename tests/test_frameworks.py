@@ -197,15 +197,37 @@ def test_keras_run_pauses_resumes_and_stops_within_a_batch(keras, data_dir):
     assert t.model is not None  # what the stopped run learned, converted for the run store
 
 
-def test_keras_run_stops_while_paused_and_keeps_its_weights(keras, store):
-    run = store.start(TrainConfig(framework="keras", epochs=20, max_batches=200))
-    wait_until(lambda: store.get(run.id).snapshot.step >= 10, 240, 0.02, "10 Keras steps")
+def test_keras_run_stopped_while_paused_keeps_its_last_epoch(keras, store):
+    """As every run: stopped during epoch 2, it keeps epoch 1's weights and numbers and says so."""
+    run = store.start(TrainConfig(framework="keras", epochs=20, max_batches=60))
+    wait_until(lambda: store.get(run.id).snapshot.step >= 70, 240, 0.02, "a Keras epoch and then some")
     store.pause(run.id)
     wait_until(lambda: store.get(run.id).snapshot.status == "paused", 30, 0.02, "the pause")
     store.stop(run.id, wait=60)
-    assert store.get(run.id).snapshot.status == "stopped"
-    assert (store.root / run.id / "weights.safetensors").exists()
+    snap = store.get(run.id).snapshot
+    assert snap.status == "stopped" and snap.epoch == 1 and "epoch 1" in snap.error
     assert store.load_model(run.id).out.weight.shape == (10, 32)
+
+
+def test_keras_run_diverges_like_any_run(keras, store, monkeypatch):
+    """The loss turns NaN at step 26 (epoch 2 of 20-step epochs): the Keras run stops there as diverged and
+    keeps epoch 1, as a PyTorch run does (tests/test_store_lifecycle.py)."""
+    import core.engine.keras_trainer as kt
+
+    real = kt.seeded_batches
+
+    def poisoned(*args, **kw):
+        for step, (x, y) in enumerate(real(*args, **kw), start=1):
+            x = x.astype(np.float32)
+            if step >= 26:
+                x[0, 0, 0] = np.nan
+            yield x, y
+    monkeypatch.setattr(kt, "seeded_batches", poisoned)
+    run = store.start(TrainConfig(framework="keras", max_batches=20, epochs=3))
+    store.trainer(run.id).join(240)
+    snap = store.get(run.id).snapshot
+    assert snap.status == "diverged" and "the training loss became nan at step 26 (epoch 2)" in snap.error
+    assert "weights and numbers are those of epoch 1" in snap.error and snap.epoch == 1 and snap.step == 26
 
 
 def test_keras_run_stored_reloaded_and_drawn(keras, store, data_dir):

@@ -8,7 +8,9 @@ draws for the same seed, so a Keras run and a PyTorch run with the same seed see
 """
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -78,6 +80,7 @@ class FitBridge:
         return self.trainer._stop.is_set()
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.epoch = epoch + 1
         self.t0 = self.w0 = time.perf_counter()
         self.paused, self.total, self.seen, self.window = 0.0, 0.0, 0, []
 
@@ -104,6 +107,10 @@ class FitBridge:
             self.model.stop_training = True  # fit ends after this batch
 
     def _publish_window(self, i: int) -> None:
+        if not all(map(math.isfinite, self.window)):  # as the PyTorch trainer: stop as "diverged", naming the step
+            self.trainer._diverged(self.window, self.step, self.epoch, i, len(self.window))
+            self.model.stop_training = True
+            return
         entry = (self.step, sum(self.window) / len(self.window))
         self.step_losses.append(entry)
         now = time.perf_counter()
@@ -129,10 +136,10 @@ class FitBridge:
         self.history.append(EpochMetrics(epoch + 1, logs["loss"], logs["accuracy"], logs["val_loss"],
                                          logs["val_accuracy"], seconds))
         self.mlp = self.trainer.model = converted_mlp(self.trainer.config, self.model, self.step)
-        snap = self.trainer._publish(epoch=epoch + 1, step=self.step, epoch_step=0, history=tuple(self.history),
-                                     elapsed=self.elapsed)
-        if self.trainer.listener:
-            self.trainer.listener.on_epoch_end(snap, self.mlp)
+        done = dict(epoch=epoch + 1, step=self.step, epoch_step=0, history=tuple(self.history), elapsed=self.elapsed)
+        if self.trainer.listener:  # saved before it is shown, as the PyTorch trainer does
+            self.trainer.listener.on_epoch_end(replace(self.trainer.snapshot, **done), self.mlp)
+        self.trainer._publish(**done)
 
 
 def converted_mlp(config, keras_model: "keras.Model", steps: int) -> MLP:
@@ -150,7 +157,8 @@ def train_keras(trainer: "Trainer", data: Dataset) -> None:
     train_x, train_y = data.train_x.numpy(), data.train_y.numpy()
     sizes = batch_sizes(len(train_x), cfg.batch_size, cfg.max_batches)
     threads = 1 if cpu.apply_to_xla().threads == 1 else cpu.max_threads()  # XLA: one thread, or one per core
-    trainer._publish(steps_per_epoch=len(sizes), threads=threads, device=_device(keras))
+    trainer._publish(steps_per_epoch=len(sizes), threads=threads, device=_device(keras),
+                     engine=f"Keras fit on {keras.backend.backend()}")
     bridge = FitBridge(trainer, model, sizes)
     fit_course_model(model, seeded_batches(train_x, train_y, cfg.batch_size, cfg.seed, cfg.max_batches), len(sizes),
                      cfg.epochs, (data.test_x.numpy(), data.test_y.numpy()),

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     import optuna
 
 # Settings of the experiment, not hyperparameters: the budget (epochs, batches), the data, the seed, the
-# arithmetic and the course's bug are fixed for a whole study.
-NOT_HYPERPARAMETERS = ("dataset", "epochs", "seed", "max_batches", "precision", "double_softmax")
+# arithmetic, the course's bug and the framework (with which of its defaults) are fixed for a whole study.
+NOT_HYPERPARAMETERS = ("dataset", "epochs", "seed", "max_batches", "precision", "double_softmax", "framework",
+                       "keras_defaults")
 
 # Decay rates are sampled as 1 - value on a log scale; (lo, hi) of 1 - value.
 ONE_MINUS = {"beta1": (1e-3, 1e-1), "beta2": (1e-4, 1e-2), "momentum": (1e-3, 1e-1)}
