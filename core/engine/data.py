@@ -91,6 +91,11 @@ def load_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None,
         return _cache[key]
 
 
+def is_loaded(name: str, data_dir: str | os.PathLike | None = None) -> bool:
+    """Is the dataset already in this process's memory (the next run starts without loading it)?"""
+    return (name, str(resolve_data_dir(data_dir).resolve())) in _cache
+
+
 def _load(spec: DatasetSpec, root: Path, download: bool) -> Dataset:
     from torchvision import datasets  # imported lazily: it is slow to import
 
@@ -111,6 +116,43 @@ def _load(spec: DatasetSpec, root: Path, download: bool) -> Dataset:
         reason = " ".join(str(e).split())[:300]  # one line, however the library formats it
         raise DataUnavailableError(_missing_message(spec, raw, missing, f"{type(e).__name__}: {reason}")) from None
     return Dataset(spec, train.data, train.targets.long(), test.data, test.targets.long())
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    """What a page needs to know before it offers to train: is the dataset on disk, and if not, what to do."""
+    spec: DatasetSpec
+    raw: Path  # where its raw files belong
+    missing: tuple[str, ...]
+    damaged: tuple[tuple[Path, str], ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.damaged
+
+    def problem(self) -> str:
+        """What is wrong, in one paragraph ('' when nothing is)."""
+        if self.missing:
+            return (f"The {spec_label(self.spec)} dataset is not on disk: {len(self.missing)} of its "
+                    f"{len(RAW_FILES)} files are missing from {self.raw} ({', '.join(self.missing)}).")
+        if self.damaged:
+            return _damaged_message(self.spec, list(self.damaged))
+        return ""
+
+
+def spec_label(spec: DatasetSpec) -> str:
+    return spec.label.split(" (")[0]
+
+
+def check_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None) -> DataCheck:
+    """Is the dataset on disk and whole? Cheap enough for every page view: four stat calls and, when all four
+    files are there, their 16-byte headers (nothing is loaded or downloaded)."""
+    spec = dataset_spec(name)
+    raw = resolve_data_dir(data_dir).resolve() / spec.folder / "raw"
+    if is_loaded(name, data_dir):  # loaded by this process: it is in memory whatever happens to the files
+        return DataCheck(spec, raw, (), ())
+    missing = tuple(f for f in RAW_FILES if not (raw / f).is_file())
+    return DataCheck(spec, raw, missing, () if missing else tuple(damaged_raw_files(spec, raw)))
 
 
 def _missing_message(spec: DatasetSpec, raw: Path, missing: list[str], reason: str) -> str:

@@ -254,15 +254,6 @@ def start_lr_sweep(store: RunStore, base: TrainConfig, lrs: tuple[float, ...] = 
     return group
 
 
-def seconds_per_step(store: RunStore, default: float = 0.002) -> float:
-    """This machine's pace, from the newest run that finished an epoch (else a default)."""
-    for r in store.list():
-        s = r.snapshot
-        if s.history and s.step:
-            return sum(h.seconds for h in s.history) / s.step
-    return default
-
-
 # --- summaries ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ArmSummary:

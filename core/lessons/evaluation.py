@@ -47,3 +47,17 @@ def evaluate_model(model: MLP, dataset: str = "mnist", data_dir: str | None = No
     mistakes = tuple(Mistake(int(i), x[i].numpy(), int(y[i]), int(pred[i]), float(probs[i, pred[i]]), float(losses[i]))
                      for i in worst)
     return EvalReport(spec.class_names, confusion, float((pred == y).float().mean()), per_class, mistakes)
+
+
+def class_shares(dataset: str = "mnist", data_dir: str | None = None) -> np.ndarray:
+    """(k,) share of each class in the test split: the accuracy of a model that answers that class for every
+    image (MNIST: 11.35% for '1', the commonest test digit)."""
+    data = load_dataset(dataset, data_dir)
+    return (torch.bincount(data.test_y, minlength=data.spec.num_classes) / len(data.test_y)).numpy()
+
+
+def one_class_answer(accuracy: float, shares: np.ndarray, test_size: int) -> int | None:
+    """The class c when `accuracy` is exactly c's share of the test split (within half an image), which is
+    what a network that answers c for everything scores: a sign that it collapsed, as diverging ones do."""
+    close = np.abs(shares - accuracy) < 0.5 / test_size
+    return int(np.argmax(close)) if close.any() else None
