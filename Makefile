@@ -51,5 +51,7 @@ gpu-data:  # gzipped MNIST in .gpu_data/ (git-ignored), small enough to travel t
 	mkdir -p .gpu_data/MNIST/raw
 	for f in $${DATA_DIR:-data}/MNIST/raw/*-ubyte; do gzip -9c $$f > .gpu_data/MNIST/raw/$$(basename $$f).gz; done
 
+# The README's image, refreshed on purpose (tests write screenshots to a temporary folder only)
 screenshot: setup
-	$(PY) -m pytest -q tests/browser -k screenshot
+	bash scripts/ensure_chromium.sh
+	README_SCREENSHOT=docs/train-page.png $(PY) -m pytest -q -s tests/browser/test_live_chart.py

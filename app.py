@@ -3,6 +3,7 @@ import core  # noqa: F401 - first: applies the CPU threading policy before anyth
 import streamlit as st
 
 import ui  # noqa: F401 - makes direct page URLs work on a fresh server (ui/navigation.py)
+from ui.live import watch_runs
 
 st.set_page_config(page_title="MNIST teaching dashboard", page_icon=":material/psychology:", layout="wide")
 
@@ -16,4 +17,6 @@ PAGES = [
     st.Page("pages/frameworks.py", title="Frameworks", icon=":material/code:"),
     st.Page("pages/draw.py", title="Draw a digit", icon=":material/draw:"),
 ]
-st.navigation(PAGES).run()
+page = st.navigation(PAGES)
+watch_runs()  # every tab redraws when a run starts, pauses or ends elsewhere (ui/live.py)
+page.run()

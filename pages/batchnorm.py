@@ -2,19 +2,26 @@
 import streamlit as st
 
 from core import TrainConfig, WeightsError
+from dataclasses import replace
+
 from core.lessons.batchnorm import (DEFAULT_SEEDS, LR_SWEEP, MAX_SEEDS, MIN_SEEDS_FOR_VERDICT, LabGroup, bn_parameters,
-                                    group_runs, lab_groups, noise_verdict, read_probe, seconds_per_step, seed_pairs,
+                                    group_runs, lab_groups, noise_verdict, read_probe, seed_pairs,
                                     standard_normal_percentiles, start_lr_sweep, start_twins, summarize_arm,
                                     train_vs_eval)
-from core.engine.data import dataset_spec, num_batches
+from core.engine.data import dataset_spec
+from core.lessons.evaluation import class_shares, one_class_answer
+from core.store.pace import estimate
 from ui import keys as K
+from ui.data import blocked_help, data_check, data_line, data_notice
 from ui.figures import arm_band_figure, bar_figure, line_figure, percentile_figure
-from ui.registry import get_store
+from ui.registry import get_store, plain
 
 st.title("BatchNorm lab")
 st.markdown("The course says *BN trains faster and reaches higher accuracy*. Test it: each pair of runs differs only "
             "in BatchNorm — same seed, so the same initial weights of every Linear layer and the same minibatch order.")
 store = get_store()
+data = data_check("mnist")  # the lab trains and classifies MNIST
+data_notice(data, "bn")
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
@@ -25,21 +32,121 @@ with st.container(border=True):
     lr = c3.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-3, key=K.BN_LR, format_func=lambda v: f"{v:g}")
     mb = c4.number_input("Batches per epoch (0 = all)", 0, 938, 0, key=K.BN_MAX_BATCHES)
     base = TrainConfig(epochs=int(epochs), lr=float(lr), max_batches=int(mb) or None)
-    steps = base.epochs * num_batches(dataset_spec(base.dataset).train_size, base.batch_size, base.max_batches) * 2 * int(k)
+    twins = [replace(base, batch_norm=bn, seed=seed) for seed in range(int(k)) for bn in (True, False)]
+    guess = estimate(store.list(), twins)
     note = "" if int(k) >= MIN_SEEDS_FOR_VERDICT else (
         f" With {int(k)} seed(s) per arm the page shows the differences but gives no verdict on noise "
         f"(that takes {MIN_SEEDS_FOR_VERDICT}).")
-    st.caption(f"{2 * int(k)} runs, one after another: about {steps * seconds_per_step(store) / 60:.1f} min on this machine."
-               + note)
-    if st.button("Train twins", key=K.BN_START, type="primary"):
+    st.caption(f"{len(twins)} runs, one after another: {guess.describe()} on this machine ({guess.basis})." + note)
+    if st.button("Train twins", key=K.BN_START, type="primary", disabled=not data.ok, help=blocked_help(data)):
         st.session_state[K.BN_GROUP] = start_twins(store, base, list(range(int(k))))
+
+
+def final_cell(s) -> str:
+    """Mean ± standard deviation over seeds; with one seed the spread is unknown, not zero."""
+    if s.final_mean is None:
+        return "–"
+    if len(s.final_acc) < 2:
+        return f"{s.final_mean:.2%} (one seed: spread unknown)"
+    return f"{s.final_mean:.2%} ± {s.final_sd:.2%} (sd over {len(s.final_acc)} seeds)"
+
+
+def failures(runs) -> None:
+    """Runs of a set that failed or diverged, each with its message: an empty chart is never the only sign."""
+    for r in runs:
+        if r.snapshot.status in ("failed", "diverged"):
+            st.error(f"{plain(r.name)} {r.snapshot.status}: {plain(r.snapshot.error)}")
+
+
+def modes_section(bn_run) -> None:
+    """Train mode vs eval mode, with a BN run that completed an epoch (a twin, else any of the store's)."""
+    st.header("Train mode vs eval mode")
+    st.markdown("In train mode BN normalises with the statistics of the current batch; in eval mode with the running "
+                "averages it learned. A single drawn digit is a batch of one: its own mean is itself, so train mode "
+                "would erase it — that is why the Draw page classifies in eval mode.")
+    if bn_run is None:
+        st.info("Needs a BN run that completed an epoch.")
+    else:
+        data_line(data, "the comparison")
+        if st.button("Classify 512 test images both ways", key=K.BN_MODES, disabled=not data.ok, help=blocked_help(data)):
+            with st.spinner("Classifying…"):
+                st.session_state[K.BN_MODES_RESULT] = (bn_run.id, train_vs_eval(store.load_model(bn_run.id), "mnist", store.data_dir))
+        saved = st.session_state.get(K.BN_MODES_RESULT)
+        if saved and saved[0] == bn_run.id:
+            res = saved[1]
+            st.dataframe([{"batch size": m.batch_size, "eval mode (running stats)": f"{m.eval_acc:.2%}",
+                           "train mode (batch stats)": f"{m.train_acc:.2%}" if m.train_acc is not None else f"fails: {m.error}"}
+                          for m in res], hide_index=True)
+            ok = [m for m in res if m.train_acc is not None]
+            st.markdown(f"Eval mode gives {res[0].eval_acc:.2%} at every batch size. Train mode gives "
+                        + ", ".join(f"{m.train_acc:.2%} at batch {m.batch_size}" for m in ok)
+                        + (f"; at batch size {res[0].batch_size} it cannot run at all." if res[0].train_acc is None else "."))
+
+
+def sweep_section() -> None:
+    """The learning-rate sweep: its own runs, independent of the twins."""
+    st.header("Learning-rate headroom")
+    sweep_cfg = TrainConfig(epochs=1, max_batches=150)
+    sweep_guess = estimate(store.list(), [replace(sweep_cfg, batch_norm=bn, lr=lr) for lr in LR_SWEEP for bn in (True, False)])
+    st.markdown(f"BN is said to tolerate larger learning rates. This trains both arms at lr = {', '.join(f'{v:g}' for v in LR_SWEEP)} "
+                f"for {sweep_cfg.max_batches} batches each ({len(LR_SWEEP) * 2} runs): **{sweep_guess.describe()}** on this "
+                f"machine ({sweep_guess.basis}).")
+    data_line(data, "the sweep")
+    if st.button("Run the sweep", key=K.BN_SWEEP_START, disabled=not data.ok, help=blocked_help(data)):
+        st.session_state[K.BN_SWEEP_GROUP] = start_lr_sweep(store, sweep_cfg)
+    sweeps = lab_groups(store, LabGroup.LR_SWEEP)
+    if sweeps:
+        sweep = st.session_state.get(K.BN_SWEEP_GROUP) if st.session_state.get(K.BN_SWEEP_GROUP) in sweeps else sweeps[0]
+        sweep_live = any(r.live for r in group_runs(store, sweep))
+
+        def collapsed_note(done: list[tuple[str, float, float]]) -> None:
+            """An arm whose accuracy is exactly one digit's share of the test set answers that digit for everything."""
+            if not data.ok:
+                return
+            shares, n = class_shares("mnist", store.data_dir), dataset_spec("mnist").test_size
+            hits = [(k, lr, a, c) for k, lr, a in done if (c := one_class_answer(a, shares, n)) is not None]
+            for k, lr, a, c in hits:
+                st.info(f"**{k} at lr {lr:g}: {a:.2%}** is exactly the share of {c}s among the {n:,} test images "
+                        f"({round(shares[c] * n):,} of them): what a network scores when it answers {c} for every image. "
+                        f"At this learning rate the {k} network collapsed and learned nothing about the digits (guessing "
+                        f"at random would score about {1 / len(shares):.0%}).", icon=":material/info:")
+
+        @st.fragment(run_every=1.0 if sweep_live else None)
+        def sweep_view() -> None:
+            runs = group_runs(store, sweep)
+            series = {}
+            for bn in (True, False):
+                arm = sorted((r for r in runs if r.config.batch_norm == bn), key=lambda r: r.config.lr)
+                series["BN" if bn else "no-BN"] = [r.snapshot.final.test_acc if r.snapshot.final else None for r in arm]
+            lrs = sorted({r.config.lr for r in runs})
+            failures(runs)
+            st.plotly_chart(line_figure(lrs, series, f"Test accuracy after {runs[0].config.max_batches} batches vs learning rate",
+                                        "learning rate", "test accuracy", log_x=True, percent=True),
+                            key="bn_sweep", width="stretch")
+            done = [(k, lr, a) for k, v in series.items() for lr, a in zip(lrs, v) if a is not None]
+            if done:
+                st.markdown("; ".join(f"{k} at lr {lr:g}: {a:.2%}" for k, lr, a in done) + ".")
+                collapsed_note(done)
+            if sweep_live and not any(r.live for r in group_runs(store, sweep)):
+                st.rerun(scope="app")
+
+        sweep_view()
+
+
+def any_bn_run():
+    return next((r for r in store.list() if r.config.batch_norm and r.config.dataset == "mnist" and r.snapshot.history
+                 and not r.live), None)
+
 
 groups = lab_groups(store, LabGroup.TWINS)
 if not groups:
     st.info("No twin runs yet: press **Train twins**. Fewer batches per epoch make a quick first try.")
+    modes_section(any_bn_run())
+    sweep_section()
     st.stop()
 if st.session_state.get(K.BN_GROUP) not in groups:
     st.session_state[K.BN_GROUP] = groups[0]
+
 
 def group_label(g: str) -> str:
     runs = group_runs(store, g)
@@ -54,7 +161,7 @@ def summary_rows(summaries: dict) -> list[dict]:
     rows = []
     for arm, s in summaries.items():
         row = {"arm": arm, "runs": s.runs,
-               "final test acc": f"{s.final_mean:.2%} ± {s.final_sd:.2%}" if s.final_mean is not None else "–",
+               "final test acc": final_cell(s),
                "highest test acc (epoch picked on the test set)": f"{s.best_mean:.2%}" if s.best_mean is not None else "–",
                "s / epoch": f"{s.seconds_per_epoch:.2f}" if s.seconds_per_epoch else "–"}
         for t, (ep, sec, n) in s.reach.items():
@@ -75,9 +182,10 @@ def comparison() -> None:
         if st.button("Stop this twin set", key=K.BN_STOP):
             for r in runs:
                 store.stop(r.id)
+    failures(runs)
     c1, c2 = st.columns(2)
     c1.plotly_chart(arm_band_figure(arms, "loss"), key="bn_loss", width="stretch")
-    c2.plotly_chart(arm_band_figure(arms, "test_acc"), key="bn_acc", width="stretch")
+    c2.plotly_chart(arm_band_figure(arms, "test_acc", epochs=runs[0].config.epochs), key="bn_acc", width="stretch")
     st.dataframe(summary_rows({arm: summarize_arm(snaps) for arm, snaps in arms.items()}), hide_index=True)
     st.caption("Final: the last epoch. *Highest*: each run's best epoch, mean over seeds; the epoch is chosen by "
                "looking at the test set, so it overstates what a model picked without the test set would score.")
@@ -156,6 +264,12 @@ def inside_view() -> None:
     if inside_live and not any(store.get(r.id).live for r in inside_runs.values()):
         st.rerun(scope="app")  # the first seed's twins ended: redraw once, without polling
     probes = {label: p for label, r in inside_runs.items() if (p := read_probe(store.probes(r.id)))}
+    broken = [r for r in map(lambda r: store.get(r.id), inside_runs.values()) if r.snapshot.status in ("failed", "diverged")]
+    if not probes and broken:
+        st.warning(f"Nothing to show inside: seed {first_seed}'s " + " and ".join(
+            f"{label} run {store.get(r.id).snapshot.status}" for label, r in inside_runs.items()
+            if store.get(r.id).snapshot.status in ("failed", "diverged")) + " before its first step (the message is above).")
+        return
     if not probes:
         st.info(f"The inside view appears as soon as seed {first_seed}'s first run has taken its first training step "
                 "(the probe samples step 1 and every 25th step); it fills in while the twins train.")
@@ -190,55 +304,5 @@ def inside_view() -> None:
 
 
 inside_view()
-bn_run = next((r for r in runs if r.config.batch_norm and r.snapshot.history), None)
-
-st.header("Train mode vs eval mode")
-st.markdown("In train mode BN normalises with the statistics of the current batch; in eval mode with the running "
-            "averages it learned. A single drawn digit is a batch of one: its own mean is itself, so train mode "
-            "would erase it — that is why the Draw page classifies in eval mode.")
-if bn_run is None:
-    st.info("Needs a BN run that completed an epoch.")
-else:
-    if st.button("Classify 512 test images both ways", key=K.BN_MODES):
-        with st.spinner("Classifying…"):
-            st.session_state[K.BN_MODES_RESULT] = (bn_run.id, train_vs_eval(store.load_model(bn_run.id), "mnist", store.data_dir))
-    saved = st.session_state.get(K.BN_MODES_RESULT)
-    if saved and saved[0] == bn_run.id:
-        res = saved[1]
-        st.dataframe([{"batch size": m.batch_size, "eval mode (running stats)": f"{m.eval_acc:.2%}",
-                       "train mode (batch stats)": f"{m.train_acc:.2%}" if m.train_acc is not None else f"fails: {m.error}"}
-                      for m in res], hide_index=True)
-        ok = [m for m in res if m.train_acc is not None]
-        st.markdown(f"Eval mode gives {res[0].eval_acc:.2%} at every batch size. Train mode gives "
-                    + ", ".join(f"{m.train_acc:.2%} at batch {m.batch_size}" for m in ok)
-                    + (f"; at batch size {res[0].batch_size} it cannot run at all." if res[0].train_acc is None else "."))
-
-st.header("Learning-rate headroom")
-sweep_cfg = TrainConfig(epochs=1, max_batches=150)
-sweep_steps = len(LR_SWEEP) * 2 * sweep_cfg.max_batches
-st.markdown(f"BN is said to tolerate larger learning rates. This trains both arms at lr = {', '.join(f'{v:g}' for v in LR_SWEEP)} "
-            f"for 150 batches each ({len(LR_SWEEP) * 2} runs): about **{sweep_steps * seconds_per_step(store):.0f} s** on this machine.")
-if st.button("Run the sweep", key=K.BN_SWEEP_START):
-    st.session_state[K.BN_SWEEP_GROUP] = start_lr_sweep(store, sweep_cfg)
-sweeps = lab_groups(store, LabGroup.LR_SWEEP)
-if sweeps:
-    sweep = st.session_state.get(K.BN_SWEEP_GROUP) if st.session_state.get(K.BN_SWEEP_GROUP) in sweeps else sweeps[0]
-    sweep_live = any(r.live for r in group_runs(store, sweep))
-
-    @st.fragment(run_every=1.0 if sweep_live else None)
-    def sweep_view() -> None:
-        runs = group_runs(store, sweep)
-        series = {}
-        for bn in (True, False):
-            arm = sorted((r for r in runs if r.config.batch_norm == bn), key=lambda r: r.config.lr)
-            series["BN" if bn else "no-BN"] = [r.snapshot.final.test_acc if r.snapshot.final else None for r in arm]
-        lrs = sorted({r.config.lr for r in runs})
-        st.plotly_chart(line_figure(lrs, series, "Test accuracy after 150 batches vs learning rate",
-                                    "learning rate", "test accuracy", log_x=True), key="bn_sweep", width="stretch")
-        done = [(k, lr, a) for k, v in series.items() for lr, a in zip(lrs, v) if a is not None]
-        if done:
-            st.markdown("; ".join(f"{k} at lr {lr:g}: {a:.2%}" for k, lr, a in done) + ".")
-        if sweep_live and not any(r.live for r in group_runs(store, sweep)):
-            st.rerun(scope="app")
-
-    sweep_view()
+modes_section(next((r for r in runs if r.config.batch_norm and r.snapshot.history), None) or any_bn_run())
+sweep_section()

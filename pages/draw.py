@@ -7,15 +7,19 @@ from core.drawing.drawing_set import QUICK_MODEL
 from core.drawing.predict import classify_non_digits, predict_digit, saliency_map
 from core.drawing.preprocess import preprocess, to_model_input
 from ui import keys as K
+from ui.data import blocked_help, data_check, data_notice
 from ui.drawings import cell, drawing_accuracies, drawings_count, waiting, waiting_notice
-from ui.figures import bar_figure, saliency_overlay
+from ui.figures import bar_figure
 from ui.registry import get_store
+from ui.tiles import GAP, TILE, preprocessing_strip, saliency_figure
 
 from streamlit_drawable_canvas import st_canvas  # noqa: E402 - only importable inside a running page
 
 st.title("Draw a digit")
 store = get_store()
+data = data_check("mnist")  # quick-training needs it; drawing with a trained model does not
 QUICK = QUICK_MODEL  # BatchNorm + the robust preset: trained to read drawings, not only MNIST's writers
+CANVAS_TOOLBAR = 36  # px above the canvas where streamlit-drawable-canvas puts its toolbar
 TINY_INK = 0.002  # share of the canvas: below this a drawing is a dot, not a digit
 
 
@@ -29,11 +33,13 @@ def usable_runs():
 
 
 def quick_train(label: str, primary: bool) -> None:
-    """The quick-train button, or the progress of the quick run once it trains; the page reloads when it ends."""
+    """The quick-train button (off while the data is missing), or the progress of the quick run once it trains;
+    the page reloads when it ends."""
     live = store.find_live(QUICK)
     if live is None and st.button(label, key=K.DRAW_QUICK_TRAIN, type="primary" if primary else "secondary",
-                                  help=f"{QUICK.label()}: BatchNorm and the robust preset (Train page: "
-                                       "'Robust to drawings'), which augments every training batch"):
+                                  disabled=not data.ok, help=blocked_help(data) or
+                                  f"{QUICK.label()}: BatchNorm and the robust preset (Train page: "
+                                  "'Robust to drawings'), which augments every training batch"):
         live = store.start(QUICK, name="quick model for drawings (draw page)")
     if live is not None:
         @st.fragment(run_every=0.5)
@@ -51,6 +57,7 @@ runs = usable_runs()
 if not runs:
     st.info(f"No trained MNIST model yet. Train one that reads drawings (BatchNorm, robust preset, {QUICK.epochs} "
             "epochs), or use the Train page.")
+    data_notice(data, "draw")
     quick_train("Quick-train a model", primary=True)
     st.stop()
 
@@ -76,6 +83,7 @@ if waiting(store, runs):
 if not any(r.config.robust for r in runs):
     with c1:
         st.caption("None of these models trained with the robust preset, which teaches a model to read drawings.")
+        data_notice(data, "draw")
         quick_train("Quick-train a model for drawings", primary=False)
 compare = c2.toggle("Compare with a second model (e.g. BN vs no-BN)", key=K.DRAW_COMPARE)
 other_id = None
@@ -104,21 +112,24 @@ def draw_prediction(title: str, pred) -> None:
         st.warning(unsure)
     colors = ["#1f77b4" if d != pred.top else "#d62728" for d in range(10)]
     st.plotly_chart(bar_figure([str(d) for d in range(10)], pred.probs, "Probabilities", colors=colors, fmt=".1%",
-                               yrange=(0, 1.15)), key=f"draw_probs_{title}", width="stretch")
+                               yrange=(0, 1.15), percent=True), key=f"draw_probs_{title}", width="stretch")
 
 
 @st.fragment  # a stroke reruns only this part of the page
 def canvas_and_prediction() -> None:
     left, right = st.columns([1, 1])
     with left:
-        stroke = st.slider("Stroke width", 6, 40, 18, key=K.DRAW_STROKE)
+        st.session_state.setdefault(K.DRAW_STROKE, 18)
         n = st.session_state[K.DRAW_CANVAS_N]
-        result = st_canvas(stroke_width=stroke, stroke_color="#000000", background_color="", height=280, width=280,
-                           drawing_mode="freedraw", update_streamlit=True, return_image_data=True,
-                           key=f"{K.DRAW_CANVAS}{n}")
-        if st.button("Clear", key=K.DRAW_CLEAR, icon=":material/ink_eraser:"):
+        st.space(CANVAS_TOOLBAR)  # the canvas draws its toolbar just above itself: give it room of its own
+        result = st_canvas(stroke_width=st.session_state[K.DRAW_STROKE], stroke_color="#000000", background_color="",
+                           height=280, width=280, drawing_mode="freedraw", update_streamlit=True,
+                           return_image_data=True, key=f"{K.DRAW_CANVAS}{n}")
+        c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
+        if c1.button("Clear", key=K.DRAW_CLEAR, icon=":material/ink_eraser:"):
             st.session_state[K.DRAW_CANVAS_N] = n + 1  # a new key mounts a fresh, empty canvas
             st.rerun(scope="fragment")
+        c2.slider("Stroke width", 6, 40, key=K.DRAW_STROKE)
         naive = st.toggle("Naive resize instead (whole canvas squashed to 28x28)", key=K.DRAW_NAIVE)
     image = None if result is None else result.image_data
     try:
@@ -141,15 +152,16 @@ def canvas_and_prediction() -> None:
             draw_prediction("Prediction" if i == model_id else "Second model", pred)
         st.caption("Confidence is not a digit detector: the ten probabilities always add up to 100%, so a drawing "
                    "that is no digit at all still gets a confident answer.")
-    st.markdown("**What the model sees**: ink → crop to the bounding box → longer side scaled to 20 px (anti-aliased) "
-                "→ pasted into 28x28 → shifted so the centre of mass is in the middle")
-    steps = [("ink", pre.ink), ("cropped", pre.cropped), ("20 px", pre.scaled), ("28x28", pre.boxed),
-             ("centred", pre.centered), ("naive resize", pre.naive)]
-    used = "naive resize" if naive else "centred"
-    sal = saliency_map(models[model_id], pre.model_input(naive=naive))
-    st.image([255 - img for _, img in steps] + [saliency_overlay(pre.naive if naive else pre.centered, sal)],
-             caption=[name + (" (model input)" if name == used else "") for name, _ in steps]
-             + ["saliency: red = pixels that most move the top logit"], width=96, clamp=True)
+        sal = saliency_map(models[model_id], pre.model_input(naive=naive))
+        c1, c2 = st.columns([3, 2])
+        c1.plotly_chart(saliency_figure(pre.naive if naive else pre.centered, sal), key="draw_saliency",
+                        width="stretch", config={"displayModeBar": False})
+        c2.caption("Saliency: how much each input pixel moves the winning logit, as a share of the pixel that "
+                   "moves it most (colour scale beside it); the blue line outlines the ink.")
+    st.markdown("**What the model sees**, white ink on black as in MNIST. Steps 3-6 are in model pixels, all at "
+                "one scale with a grid; + marks the digit's centre of mass, o the pixel (14, 14) where MNIST puts it.")
+    tiles, captions = preprocessing_strip(pre, naive)
+    st.image(tiles, caption=captions, width=TILE + GAP)
     with st.expander("Save this drawing to my collection"):
         label = st.number_input("Which digit did you draw?", 0, 9, key=K.DRAW_LABEL)
         if st.button("Save", key=K.DRAW_SAVE):

@@ -1,5 +1,6 @@
 """Runs page: every run on disk, overlays, rename / delete / download, evaluation of a finished run; damaged
 and failed runs, each with its reason, deletable."""
+import numpy as np
 import streamlit as st
 
 from core import WeightsError
@@ -8,9 +9,10 @@ from core.engine.data import DataUnavailableError
 from core.lessons.evaluation import EvalReport, evaluate_model
 from core.store.runs import RunDeleteError
 from ui import keys as K
+from ui.data import data_check, data_notice
 from ui.drawings import COLUMN as DRAWINGS_COLUMN, cell, drawing_accuracies, waiting, waiting_notice
 from ui.figures import accuracy_figure, bar_figure, confusion_figure, loss_figure
-from ui.registry import get_store, plain, run_label
+from ui.registry import default_run, get_store, lab_kind, ordered_runs, plain, run_labels
 
 
 store = get_store()
@@ -48,27 +50,38 @@ def cleanup() -> None:
 if result := st.session_state.pop(K.RUNS_CLEANUP_RESULT, None):
     ok, msg = result
     st.success(msg) if ok else st.error(plain(msg))
+data = data_check()
 if not runs:
     cleanup()
+    data_notice(data, "runs")
     st.info("No runs yet. Start one on the Train page.")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/monitoring:")
     st.stop()
+
+# The columns a learner compares come first, the name is kept narrow: accuracy and seconds are in view at 1400 px.
+TABLE_COLUMNS = {"name": st.column_config.TextColumn("name", width="medium"),
+                 "status": st.column_config.TextColumn("status", width="small"),
+                 DRAWINGS_COLUMN: st.column_config.TextColumn(DRAWINGS_COLUMN, width="small",
+                                                              help="accuracy on the Draw page's drawing-like test set"),
+                 "lab": st.column_config.TextColumn("lab", width="small",
+                                                    help="which lab started it; empty: a run of yours"),
+                 "message": st.column_config.TextColumn("message", width="medium")}
 
 
 @st.fragment(run_every=2.0 if any(r.live for r in runs) else None)
 def runs_table() -> None:
     rows = []
     on_drawings = drawing_accuracies(store, store.list())  # measured once per run, then read from its folder
-    for r in store.list():
+    for r in ordered_runs(store.list()):
         s = r.snapshot
         rows.append({"name": r.name, "status": s.status,
                      "final test acc": f"{s.final.test_acc:.2%}" if s.final else "–",
                      DRAWINGS_COLUMN: cell(store, r, on_drawings.get(r.id), 2),
-                     "best test acc": f"{s.best_test_acc:.2%}" if s.history else "–",
                      "seconds": round(s.elapsed, 1), "epochs done": f"{s.epoch}/{r.config.epochs}",
-                     **config_columns(r.config), "message": s.error or "",
+                     "best test acc": f"{s.best_test_acc:.2%}" if s.history else "–",
+                     "lab": lab_kind(r) or "", **config_columns(r.config), "message": s.error or "",
                      "problems reading it": len(r.problems), "id": r.id})
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.dataframe(rows, hide_index=True, width="stretch", column_config=TABLE_COLUMNS)
 
 
 if waiting(store, runs):
@@ -78,11 +91,21 @@ if odd := sum(1 for r in runs if r.problems):
     st.caption(f"{odd} run{'s were' if odd > 1 else ' was'} read with problems in {'their' if odd > 1 else 'its'} "
                "files (column 'problems reading it'); pick one under *Manage a run* to see what and how it was read.")
 cleanup()
-labels = {r.id: run_label(r) for r in runs}
-ids = list(labels)
+labels = run_labels(runs)
+lab = [r for r in runs if lab_kind(r)]
+with_lab = st.toggle(f"List the labs' runs in the pickers below ({len(lab)})", key=K.RUNS_LAB_RUNS, disabled=not lab,
+                     help="BatchNorm twins and sweeps, tuning trials, framework twins: off, the pickers list your own "
+                          "runs (and any run already chosen)")
+shown = ordered_runs(runs, lab=with_lab) or ordered_runs(runs)
+ids = [r.id for r in shown]
+ok = [r.id for r in shown if r.snapshot.status not in ("failed", "diverged")]
 
 st.subheader("Overlay runs")
-chosen = st.multiselect("Runs to compare", ids, default=ids[: min(2, len(ids))], key=K.RUNS_OVERLAY,
+if K.RUNS_OVERLAY not in st.session_state:  # default: the newest two that did not fail or diverge
+    st.session_state[K.RUNS_OVERLAY] = (ok or ids)[:2]
+chosen_before = [i for i in st.session_state[K.RUNS_OVERLAY] if i in labels]
+st.session_state[K.RUNS_OVERLAY] = chosen_before
+chosen = st.multiselect("Runs to compare", ids + [i for i in chosen_before if i not in ids], key=K.RUNS_OVERLAY,
                         format_func=labels.get)
 if chosen:
     pairs = [(info.name, info.snapshot) for info in map(store.get, chosen)]
@@ -91,7 +114,10 @@ if chosen:
     c2.plotly_chart(accuracy_figure(pairs), key="runs_acc_chart", width="stretch")
 
 st.subheader("Manage a run")
-run_id = st.selectbox("Run", ids, key=K.RUNS_EDIT, format_func=labels.get)
+if st.session_state.get(K.RUNS_EDIT) not in labels:
+    st.session_state[K.RUNS_EDIT] = default_run(shown).id
+edit_ids = ids if st.session_state[K.RUNS_EDIT] in ids else [st.session_state[K.RUNS_EDIT], *ids]
+run_id = st.selectbox("Run", edit_ids, key=K.RUNS_EDIT, format_func=labels.get)
 info = store.get(run_id)
 if info.snapshot.status in ("failed", "diverged"):
     st.error(f"{info.snapshot.status.capitalize()}: {plain(info.snapshot.error)}")
@@ -125,9 +151,12 @@ else:
             st.error(plain(str(e)))
 
 st.subheader("Evaluate a run on the test set")
-done = [r.id for r in runs if r.snapshot.history and not r.live]
+done = [i for i in ids if (r := store.get(i)).snapshot.history and not r.live]
 if not done:
-    st.info("Evaluation needs a run that has completed at least one epoch and is no longer training.")
+    st.info("Evaluation needs a run that has completed at least one epoch and is no longer training"
+            + (" (the labs' runs are listed when the switch above is on)." if lab and not with_lab else "."))
+    st.stop()
+if not data_notice(data, "runs"):
     st.stop()
 
 
@@ -137,6 +166,8 @@ def cached_report(run_id: str, epochs_done: int) -> EvalReport:  # epochs_done: 
     return evaluate_model(store.load_model(run_id), info.config.dataset, store.data_dir)
 
 
+if st.session_state.get(K.RUNS_EVAL) not in done:  # never a diverged run by default
+    st.session_state[K.RUNS_EVAL] = next((i for i in done if i in ok), done[0])
 eval_id = st.selectbox("Finished run", done, key=K.RUNS_EVAL, format_func=labels.get)
 try:
     report = cached_report(eval_id, store.get(eval_id).snapshot.epoch)
@@ -150,12 +181,15 @@ st.metric("Test accuracy", f"{report.accuracy:.2%}",
 normalized = st.toggle("Row-normalised", key=K.RUNS_EVAL_NORMALIZED)
 c1, c2 = st.columns([3, 2])
 c1.plotly_chart(confusion_figure(report.confusion, report.class_names, normalized), key="runs_confusion", width="stretch")
-c2.plotly_chart(bar_figure(report.class_names, report.per_class_accuracy, "Accuracy per class", fmt=".1%",
-                           yrange=(max(0.0, float(report.per_class_accuracy.min()) - 0.05), 1.02)),
+floor = max(0.0, float(np.floor(report.per_class_accuracy.min() * 20 - 1) / 20))  # 5% steps below the lowest
+c2.plotly_chart(bar_figure(report.class_names, report.per_class_accuracy,
+                           "Accuracy per class" + (f" (axis from {floor:.0%})" if floor > 0 else ""), fmt=".1%",
+                           yrange=(floor, 1.02), percent=True),
                 key="runs_per_class", width="stretch")
-st.markdown(f"**Misclassified test images, highest loss first** ({int(report.confusion.sum() - report.confusion.trace())} in all; "
-            f"the worst {len(report.mistakes)} shown)")
+st.markdown(f"**Misclassified test images, highest loss first** ({int(report.confusion.sum() - report.confusion.trace())} "
+            f"in all; the worst {len(report.mistakes)} shown). Loss = −log p(true class): the less probability the "
+            "model gave the right answer, the higher; each caption shows it.")
 cols = st.columns(8)
 for i, m in enumerate(report.mistakes):
     cols[i % 8].image(m.image, width=84, clamp=True,
-                      caption=f"true {report.class_names[m.true]} → {report.class_names[m.predicted]} ({m.confidence:.0%})")
+                      caption=f"{report.class_names[m.true]} → {report.class_names[m.predicted]} · loss {m.loss:.1f}")

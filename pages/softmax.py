@@ -10,9 +10,12 @@ from core.lessons.softmax import (COMPARED_CONFIDENCES, WORKED_CLASSES, WORKED_P
                                   ordinal_vs_onehot_losses, softmax_cross_entropy)
 from ui import keys as K
 from ui.figures import accuracy_figure, bar_figure, confusion_figure, line_figure, loss_figure
-from ui.registry import get_store
+from ui.data import blocked_help, data_check, data_line, data_notice
+from ui.registry import get_store, ordered_runs, plain, unique_name
 
 st.title("Softmax, one-hot labels and cross-entropy")
+data = data_check("mnist")  # the two experiments train on MNIST; the rest computes from the sliders
+data_line(data, "The two experiments (tabs *Labels* and *Double softmax*)", "in those tabs")
 UP, DOWN = "#2ca02c", "#d62728"  # gradient < 0: gradient descent pushes the logit up; > 0: down
 
 
@@ -114,7 +117,8 @@ with labels:
     st.markdown("**Live experiment on MNIST** (a few seconds on a laptop CPU): the same MLP trained on 12,000 images for "
                 "3 epochs, once with one output regressed on the digit's value (rounded to predict), once with a "
                 "10-way softmax. Tested on all 10,000 test images.")
-    if st.button("Run the experiment", key=K.SM_RUN_EXPERIMENT):
+    data_notice(data, "sm_labels")
+    if st.button("Run the experiment", key=K.SM_RUN_EXPERIMENT, disabled=not data.ok, help=blocked_help(data)):
         try:
             with st.spinner("Training both models…"):
                 st.session_state[K.SM_EXPERIMENT] = regression_vs_softmax(get_store().data_dir)
@@ -167,19 +171,24 @@ with double:
                     key="sm_double_grad", width="stretch")
     st.markdown("**Train both forms briefly** (no-BN, 3 epochs of 150 batches; they appear in the run store too):")
     store = get_store()
-    if st.button("Train correct and double-softmax models", key=K.SM_TRAIN_BOTH):
+    data_notice(data, "sm_double")
+    if st.button("Train correct and double-softmax models", key=K.SM_TRAIN_BOTH, disabled=not data.ok,
+                 help=blocked_help(data)):
         ids = []
         for ds in (False, True):
             cfg = TrainConfig(double_softmax=ds, epochs=3, max_batches=150)
             live = store.find_live(cfg)
-            ids.append(live.id if live else store.start(cfg, name=("double softmax" if ds else "correct") + " (explorer)").id)
+            name = unique_name(store.list(), ("double softmax" if ds else "correct") + " (explorer)")
+            ids.append(live.id if live else store.start(cfg, name=name).id)
         st.session_state[K.SM_DOUBLE_RUNS] = ids
     ids = st.session_state.get(K.SM_DOUBLE_RUNS) or []
-    if not ids:  # or pick earlier runs from the store
-        plain = [r for r in store.list() if not r.config.double_softmax and r.snapshot.history]
-        doubled = [r for r in store.list() if r.config.double_softmax and r.snapshot.history]
-        if plain and doubled:
-            ids = [plain[0].id, doubled[0].id]
+    if not ids:  # or pick earlier runs of the learner's from the store (never a failed or diverged one)
+        mine = [r for r in ordered_runs(store.list(), lab=False) if r.snapshot.history
+                and r.snapshot.status not in ("failed", "diverged")]
+        correct = [r for r in mine if not r.config.double_softmax]
+        doubled = [r for r in mine if r.config.double_softmax]
+        if correct and doubled:
+            ids = [correct[0].id, doubled[0].id]
             st.caption("Showing the newest finished runs of each form from the run store.")
     ids = [i for i in ids if i in {r.id for r in store.list()}]
     if ids:
@@ -193,6 +202,8 @@ with double:
             c1.plotly_chart(loss_figure(pairs), key="sm_double_runs_loss", width="stretch")
             c2.plotly_chart(accuracy_figure(pairs), key="sm_double_runs_acc", width="stretch")
             for label, s in pairs:
+                if s.status in ("failed", "diverged"):
+                    st.error(f"The {label} run {s.status}: {plain(s.error)}")
                 if s.final:
                     st.caption(f"{label}: final training loss {s.final.train_loss:.3f}, test accuracy {s.final.test_acc:.2%} "
                                f"after {s.epoch} epoch(s) ({s.status})")

@@ -1,94 +1,138 @@
-"""Train page: hyperparameters, Start / Pause / Resume / Stop, live charts of the selected run."""
+"""Train page: the settings on the left, the selected run's live curves on the right (in view without scrolling
+at 1400x900), Start / Pause / Resume / Stop."""
 import streamlit as st
 
 from core import DuplicateRunError, TrainConfig
 from core.engine.cpu import apply_thread_policy
 from core.engine.snapshot import RunSnapshot
 from core.lessons.softmax import double_softmax_floor, forms_at
+from core.store.pace import estimate, steps_per_epoch
 from ui import keys as K
 from ui.config_form import config_form
+from ui.data import blocked_help, data_check, data_notice
 from ui.figures import accuracy_figure, loss_figure
-from ui.registry import get_store, plain, run_label
+from ui.registry import default_run, get_store, lab_kind, ordered_runs, plain, run_labels, unique_name
 
+MAIN_SETTINGS = ("dataset", "batch_norm", "lr", "batch_size", "epochs", "max_batches")  # the rest: "More settings"
 
 store = get_store()
 st.title("Train a network")
+notice = st.container()  # the data check's message, once the chosen dataset is known
+left, right = st.columns([1, 2.5], gap="medium")
 
 
 def read_config() -> TrainConfig | None:
     """Widgets (generated from TrainConfig) -> TrainConfig; shows the problem and returns None when a value is invalid."""
-    with st.container(border=True):
-        config = config_form(K.TRAIN)
-        if st.session_state.get(K.TRAIN_DOUBLE_SOFTMAX):
-            start = forms_at(0.10)  # every output equal: where an untrained network starts
-            st.caption(":material/warning: Double softmax is wrong on purpose: CrossEntropyLoss already applies "
-                       f"(log-)softmax, so softmax runs twice. The loss cannot go below {double_softmax_floor(10):.3f}, "
-                       f"and the gradient is small from the start: {start.ratio:.0f}× smaller than the correct one "
-                       "while every output is equal (numbers: Softmax explorer, *Double softmax*).")
+    config = config_form(K.TRAIN, columns=1, main=MAIN_SETTINGS)
+    if st.session_state.get(K.TRAIN_DOUBLE_SOFTMAX):
+        start = forms_at(0.10)  # every output equal: where an untrained network starts
+        st.caption(":material/warning: Double softmax is wrong on purpose: CrossEntropyLoss already applies "
+                   f"(log-)softmax, so softmax runs twice. The loss cannot go below {double_softmax_floor(10):.3f}, "
+                   f"and the gradient is small from the start: {start.ratio:.0f}× smaller than the correct one "
+                   "while every output is equal (numbers: Softmax explorer, *Double softmax*).")
     return config
 
 
 def start(config: TrainConfig, allow_duplicate: bool = False) -> None:
     try:
-        info = store.start(config, allow_duplicate=allow_duplicate)
+        info = store.start(config, name=unique_name(store.list(), config.label()), allow_duplicate=allow_duplicate)
     except DuplicateRunError as e:
-        st.session_state[K.TRAIN_PENDING_DUPLICATE] = str(e)
+        st.session_state[K.TRAIN_PENDING_DUPLICATE] = (str(e), config)
         return
     st.session_state.pop(K.TRAIN_PENDING_DUPLICATE, None)
     st.session_state[K.TRAIN_RUN_ID] = info.id
 
 
-config = read_config()
-if st.button("Start", icon=":material/play_arrow:", key=K.TRAIN_START, type="primary", disabled=config is None):
-    start(config)
-if msg := st.session_state.get(K.TRAIN_PENDING_DUPLICATE):
-    st.warning(f"{plain(msg)} Start a second copy anyway?")
-    if st.button("Start a duplicate", key=K.TRAIN_CONFIRM_DUPLICATE) and config is not None:
-        start(config, allow_duplicate=True)
+with left:
+    config = read_config()
+    data = data_check(config.dataset if config else "mnist")
+    with notice:
+        data_notice(data, K.TRAIN)
+    if config is not None:
+        guess = estimate(store.list(), [config])
+        st.caption(f"{guess.describe()} on this machine ({guess.basis}).")
+    if st.button("Start", icon=":material/play_arrow:", key=K.TRAIN_START, type="primary",
+                 disabled=config is None or not data.ok, help=blocked_help(data)):
+        start(config)
+    pending = st.session_state.get(K.TRAIN_PENDING_DUPLICATE)
+    if pending and (pending[1] != config or store.find_live(pending[1]) is None):
+        st.session_state.pop(K.TRAIN_PENDING_DUPLICATE)  # the settings changed, or the identical run ended
+        pending = None
+    if pending:
+        st.warning(f"{plain(pending[0])} Start a second copy anyway?")
+        if st.button("Start a duplicate", key=K.TRAIN_CONFIRM_DUPLICATE, disabled=not data.ok):
+            start(config, allow_duplicate=True)
+            st.rerun()  # the warning goes, the new run shows
 
 runs = store.list()
 if not runs:
-    st.info("No runs yet: choose settings and press Start. (10 epochs take well under a minute on a laptop CPU.)")
+    right.info("No runs yet: choose settings and press **Start**. The loss curve appears here within seconds and "
+               "moves while the network trains.")
     st.stop()
 
-ids = [r.id for r in runs]
-if st.session_state.get(K.TRAIN_RUN_ID) not in ids:  # default: the newest live run, else the newest run
-    st.session_state[K.TRAIN_RUN_ID] = next((r.id for r in runs if r.live), ids[0])
-labels = {r.id: run_label(r) for r in runs}
-run_id = st.selectbox("Run shown", ids, key=K.TRAIN_RUN_ID, format_func=labels.get)
-was_live = store.get(run_id).live
+
+def pick_run() -> str:
+    """The run picker: the learner's own runs first; the labs' runs only on request (or when one is shown)."""
+    lab = [r for r in runs if lab_kind(r)]
+    c1, c2 = st.columns([2.6, 1], vertical_alignment="bottom")
+    with_lab = c2.toggle(f"Lab runs ({len(lab)})", key=K.TRAIN_LAB_RUNS, disabled=not lab,
+                         help="Also list the runs the BatchNorm lab and the other labs started")
+    shown = ordered_runs(runs, lab=with_lab)
+    chosen = st.session_state.get(K.TRAIN_RUN_ID)
+    if chosen not in {r.id for r in runs}:
+        chosen = (default_run(shown) or default_run(runs)).id
+        st.session_state[K.TRAIN_RUN_ID] = chosen
+    ids = [r.id for r in shown]
+    if chosen not in ids:
+        ids.insert(0, chosen)
+    labels = run_labels(runs)
+    return c1.selectbox("Run shown", ids, key=K.TRAIN_RUN_ID, format_func=labels.get)
 
 
 def fmt_seconds(s: float | None) -> str:
     return "–" if s is None else (f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min")
 
 
-def show_snapshot(snap: RunSnapshot) -> None:
+def progress_text(snap: RunSnapshot, planned_steps: int) -> str:
+    if snap.status == "queued":
+        return "Queued: starts when the run before it ends"
+    if snap.live and snap.step == 0:
+        return f"Epoch 1/{snap.epochs}: starting (loading the data, building the network)"
+    if snap.live:
+        left = f" · about {fmt_seconds(snap.seconds_left)} left" if snap.seconds_left is not None else ""
+        return (f"Epoch {min(snap.epoch + 1, snap.epochs)}/{snap.epochs} · step {snap.epoch_step}/{planned_steps} · "
+                f"whole run {snap.run_progress:.0%}{left}")
+    return f"{snap.epoch} of {snap.epochs} epochs completed"  # the status is the first metric below
+
+
+with right:
+    run_id = pick_run()
+was_live = store.get(run_id).live
+
+
+def show_snapshot(snap: RunSnapshot, planned_steps: int, controls) -> None:
     if snap.status == "failed":
         st.error(f"This run failed: {plain(snap.error)}")
     elif snap.status == "diverged":
         st.error(f"This run diverged: {plain(snap.error)}")
     elif snap.error:
         st.warning(plain(snap.error))
-    if snap.live:
-        epoch_text = f"Epoch {min(snap.epoch + 1, snap.epochs)}/{snap.epochs}: step {snap.epoch_step}/{snap.steps_per_epoch}"
-    else:  # an ended run has no current step (and one read from disk never had one)
-        epoch_text = f"{snap.epoch} of {snap.epochs} epochs completed"
-    st.progress(snap.epoch_progress, text=epoch_text)
-    st.progress(snap.run_progress, text=f"Whole run: {snap.run_progress:.0%}")
+    controls.progress(snap.run_progress if snap.live else snap.epoch / snap.epochs,
+                      text=progress_text(snap, planned_steps))
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(loss_figure([("run", snap)], total_steps=snap.epochs * planned_steps).update_layout(height=300),
+                    key="train_loss_chart", width="stretch")
+    c2.plotly_chart(accuracy_figure([("run", snap)], epochs=snap.epochs).update_layout(height=300),
+                    key="train_acc_chart", width="stretch")
     if snap.cpu_contended:
         st.warning(f"Training is competing for the CPU with other programs: {snap.recent_samples_per_sec:,.0f} "
                    f"samples/s now instead of the {snap.peak_samples_per_sec:,.0f} this run reached before. Closing "
                    "other busy programs (or browser tabs) gives it back.", icon=":material/speed:")
-    m = st.columns(5)
-    m[0].metric("Status", snap.status)
-    m[1].metric("Samples / s", f"{snap.samples_per_sec:,.0f}" if snap.live else "–")
-    m[2].metric("Time left", fmt_seconds(snap.seconds_left))
-    m[3].metric("Last test accuracy", f"{snap.final.test_acc:.2%}" if snap.final else "–")
-    m[4].metric("Last step loss", f"{snap.step_losses[-1][1]:.4f}" if snap.step_losses else "–")
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(loss_figure([("run", snap)]), key="train_loss_chart", width="stretch")
-    c2.plotly_chart(accuracy_figure([("run", snap)]), key="train_acc_chart", width="stretch")
+    m = st.columns(4)
+    m[0].metric("Samples / s", f"{snap.samples_per_sec:,.0f}" if snap.live else "–")
+    m[1].metric("Time left", fmt_seconds(snap.seconds_left))
+    m[2].metric("Last test accuracy", f"{snap.final.test_acc:.2%}" if snap.final else "–")
+    m[3].metric("Last step loss", f"{snap.step_losses[-1][1]:.4f}" if snap.step_losses else "–")
     if snap.history:
         st.dataframe([{"epoch": h.epoch, "train loss": round(h.train_loss, 4), "train acc": f"{h.train_acc:.2%}",
                        "test loss": round(h.test_loss, 4), "test acc": f"{h.test_acc:.2%}", "seconds": round(h.seconds, 2)}
@@ -99,22 +143,25 @@ def show_snapshot(snap: RunSnapshot) -> None:
 def live_view() -> None:
     info = store.get(run_id)
     snap = info.snapshot
-    threads = f" · {snap.threads} thread{'s' if snap.threads != 1 else ''} now" if snap.live and snap.threads else ""
-    st.caption(f"{info.config.label()} · hidden {list(info.config.hidden)} · device {snap.device} · "
-               f"{apply_thread_policy().describe()}{threads} · run id {info.id}")
-    trainer = store.trainer(run_id)
-    if trainer is not None and snap.live:
-        b = st.columns([1, 1, 1, 5])
+    row = st.columns([3.2, 1, 1], vertical_alignment="center")
+    if store.trainer(run_id) is not None and snap.live:
         if snap.status == "paused":
-            if b[0].button("Resume", icon=":material/play_arrow:", key=K.TRAIN_RESUME):
+            if row[1].button("Resume", icon=":material/play_arrow:", key=K.TRAIN_RESUME):
                 store.resume(run_id)
-        elif b[0].button("Pause", icon=":material/pause:", key=K.TRAIN_PAUSE):
+        elif row[1].button("Pause", icon=":material/pause:", key=K.TRAIN_PAUSE):
             store.pause(run_id)
-        if b[1].button("Stop", icon=":material/stop:", key=K.TRAIN_STOP):
+        if row[2].button("Stop", icon=":material/stop:", key=K.TRAIN_STOP):
             store.stop(run_id)
-    show_snapshot(store.get(run_id).snapshot)
-    if was_live and not store.get(run_id).live:
-        st.rerun(scope="app")  # the run ended: redraw the page once, without polling
+    snap = store.get(run_id).snapshot
+    planned = snap.steps_per_epoch if snap.step else steps_per_epoch(info.config)  # known before the data loads
+    show_snapshot(snap, planned, row[0])
+    threads = f" · {snap.threads} thread{'s' if snap.threads != 1 else ''} now" if snap.live and snap.threads else ""
+    named = "" if info.name == info.config.label() else f"{plain(info.name)} · "
+    st.caption(f"**{snap.status}** · {named}{info.config.label()} · hidden {list(info.config.hidden)} · device {snap.device} · "
+               f"{apply_thread_policy().describe()}{threads} · run id {info.id}")
+    if was_live and not snap.live:
+        st.rerun(scope="app")  # the run ended: redraw the page once (picker, duplicate warning), without polling
 
 
-live_view()
+with right:
+    live_view()

@@ -132,9 +132,12 @@ def test_run_names_are_text_in_figures_and_messages():
     from core.engine.snapshot import EpochMetrics, RunSnapshot
     from ui.figures import accuracy_figure, bar_figure, line_figure, loss_figure
     name = '<b>bold</b> <a href="http://x">link</a> %{y} & co'
+    short = "<b>bold</b> %{y} & co"  # within a legend's length
     snap = RunSnapshot(status="finished", step_losses=((10, 1.0),), history=(EpochMetrics(1, 1, .5, 1, .5, 1),))
-    names = [t.name for fig in (loss_figure([(name, snap)]), accuracy_figure([(name, snap)])) for t in fig.data]
-    assert names and all("<" not in n and "&lt;b&gt;bold&lt;/b&gt;" in n and "&amp; co" in n for n in names)
+    two = [(short, snap), (name, snap)]  # several runs: the legend names them
+    names = [t.name for fig in (loss_figure(two), accuracy_figure(two)) for t in fig.data]
+    assert names and all("<" not in n and "&lt;b&gt;bold&lt;/b&gt;" in n for n in names)
+    assert "&lt;b&gt;bold&lt;/b&gt; %{y} &amp; co" in names and any(n.endswith("…") for n in names)
     line = line_figure([1, 2], {name: [1, 2]}, "t", "x", "y")
     assert "<b>" not in line.data[0].name and name not in line.data[0].hovertemplate
     assert bar_figure([name], [1.0], "t").data[0].x[0].startswith("&lt;b&gt;")

@@ -3,7 +3,7 @@ so a new run option appears here with no code of its own."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import streamlit as st
 
@@ -47,21 +47,20 @@ def _widget(col, prefix: str, name: str, default: Any, opt: C.Option, values: di
     raise TypeError(f"no widget for option kind {opt.kind!r} ({name})")
 
 
-def config_form(prefix: str, columns: int = 4, fixed: dict[str, Any] | None = None) -> C.TrainConfig | None:
+def config_form(prefix: str, columns: int = 4, fixed: dict[str, Any] | None = None,
+                main: Sequence[str] | None = None, more_label: str = "More settings") -> C.TrainConfig | None:
     """Widgets for every TrainConfig field not in `fixed`, in a grid; the config, or None after showing what is
-    wrong. A field whose `applies` says it does not matter for the other values is not shown."""
+    wrong. A field whose `applies` says it does not matter for the other values is not shown. With `main`, those
+    fields come first and every other one (a new field too) goes into an expander labelled `more_label`."""
     values: dict[str, Any] = dict(fixed or {})
     errors = []
-    cols = st.columns(columns)
-    shown = 0
-    for name, default, opt in C.config_options():
-        if name in values or (opt.applies is not None and not opt.applies(values)):
-            continue
-        try:
-            values[name] = _widget(cols[shown % columns], prefix, name, default, opt, values)
-        except ValueError as e:
-            errors.append(str(e))
-        shown += 1
+    options = [(n, d, o) for n, d, o in C.config_options() if n not in values]
+    first = [o for o in options if main is None or o[0] in main]
+    rest = [o for o in options if main is not None and o[0] not in main]
+    _grid(first, prefix, columns, values, errors)
+    if rest:
+        with st.expander(more_label):
+            _grid(rest, prefix, columns, values, errors)
     if not errors:
         try:
             return C.make_config(values)
@@ -69,3 +68,16 @@ def config_form(prefix: str, columns: int = 4, fixed: dict[str, Any] | None = No
             errors.append(str(e))
     st.error("Cannot start: " + "; ".join(errors))
     return None
+
+
+def _grid(options: list, prefix: str, columns: int, values: dict[str, Any], errors: list[str]) -> None:
+    cols = st.columns(columns)
+    shown = 0
+    for name, default, opt in options:
+        if opt.applies is not None and not opt.applies(values):
+            continue
+        try:
+            values[name] = _widget(cols[shown % columns], prefix, name, default, opt, values)
+        except ValueError as e:
+            errors.append(str(e))
+        shown += 1

@@ -1,5 +1,8 @@
 """Every session-state key and widget key, named once. Prefix = page."""
 
+# Every page (app.py): the run store's revision the page was drawn from (ui/live.py)
+APP_REVISION = "app_store_revision"
+
 # Train page: one widget per TrainConfig field, keyed TRAIN + "_" + field name (ui/config_form.py)
 TRAIN = "train"
 TRAIN_DATASET = "train_dataset"
@@ -16,7 +19,8 @@ TRAIN_ROBUST = "train_robust"
 TRAIN_OPTIMIZER = "train_optimizer"
 TRAIN_START = "train_start"
 TRAIN_CONFIRM_DUPLICATE = "train_confirm_duplicate"
-TRAIN_PENDING_DUPLICATE = "train_pending_duplicate"
+TRAIN_PENDING_DUPLICATE = "train_pending_duplicate"  # (message, the config it was about)
+TRAIN_LAB_RUNS = "train_lab_runs"
 TRAIN_RUN_ID = "train_run_id"
 TRAIN_PAUSE = "train_pause"
 TRAIN_RESUME = "train_resume"
@@ -24,6 +28,7 @@ TRAIN_STOP = "train_stop"
 
 # Runs page
 RUNS_OVERLAY = "runs_overlay"
+RUNS_LAB_RUNS = "runs_lab_runs"
 RUNS_EDIT = "runs_edit"
 RUNS_NEW_NAME = "runs_new_name"
 RUNS_RENAME = "runs_rename"

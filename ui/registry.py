@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import time
+from typing import Iterable, Sequence
 
 import streamlit as st
 
@@ -23,10 +25,79 @@ def get_store() -> RunStore:
         st.stop()
 
 
-def run_label(info: RunInfo) -> str:
-    """A run in a picker (widget options are shown as plain text)."""
+def store_revision() -> int | None:
+    """RunStore.revision of the shared store; None while the runs folder cannot be used (pages say why)."""
+    try:
+        return _open_store().revision()
+    except RunsFolderError:
+        return None
+
+
+def run_label(info: RunInfo, when: bool = False) -> str:
+    """A run in a picker (widget options are shown as plain text): what kind of lab run it is, if one, its name,
+    status and accuracy; `when`: with its start time, to tell apart runs of the same name."""
     acc = info.snapshot.final.test_acc if info.snapshot.final else None
-    return f"{info.name} · {info.snapshot.status}" + (f" · {acc:.2%}" if acc is not None else "")
+    kind = lab_kind(info)
+    started = f" · {time.strftime('%d %b %H:%M:%S', time.localtime(info.created))}" if when else ""
+    return (f"[{kind}] " if kind else "") + f"{info.name}{started} · {info.snapshot.status}" + \
+        (f" · {acc:.2%}" if acc is not None else "")
+
+
+def run_labels(runs: Iterable[RunInfo]) -> dict[str, str]:
+    """Picker labels by run id; runs that share a name also show when they started."""
+    runs = list(runs)
+    names = [r.name for r in runs]
+    return {r.id: run_label(r, when=names.count(r.name) > 1) for r in runs}
+
+
+# Runs a lab starts together carry a group id "<kind>-<hex>" (core/lessons/batchnorm.py LabGroup, the frameworks
+# and tuning labs): the learner's own runs have none.
+LAB_KINDS = (("twins-", "BN twins"), ("lr-sweep-", "LR sweep"), ("study-", "tuning trial"),
+             ("frameworks-", "framework twins"))
+
+
+def lab_kind(info: RunInfo) -> str | None:
+    """What a lab run is ('BN lab twins', 'tuning trial', ...), None for the learner's own runs."""
+    group = info.group
+    if not group and not getattr(info, "tags", None):
+        return None
+    return next((kind for prefix, kind in LAB_KINDS if (group or "").startswith(prefix)), "lab run")
+
+
+def ordered_runs(runs: Sequence[RunInfo], lab: bool = True) -> list[RunInfo]:
+    """The learner's own runs first (newest first), then, when `lab`, the labs' runs set by set (newest set
+    first, in the order they ran)."""
+    own = [r for r in runs if lab_kind(r) is None]
+    if not lab:
+        return own
+    sets: dict[str, list[RunInfo]] = {}
+    for r in runs:
+        if lab_kind(r) is not None:
+            sets.setdefault(r.group or r.id, []).append(r)
+    newest = sorted(sets.values(), key=lambda rs: max(r.created for r in rs), reverse=True)
+    return own + [r for rs in newest for r in sorted(rs, key=lambda r: r.created)]
+
+
+def default_run(runs: Sequence[RunInfo]) -> RunInfo | None:
+    """What a picker shows first: a live run of the learner's, else any live run, else the newest run of the
+    learner's that did not fail or diverge, else any such run, else the newest."""
+    ok = [r for r in runs if r.snapshot.status not in ("failed", "diverged")]
+    for pool in ([r for r in runs if r.live and lab_kind(r) is None], [r for r in runs if r.live],
+                 [r for r in ok if lab_kind(r) is None], ok, list(runs)):
+        if pool:
+            return max(pool, key=lambda r: r.created)
+    return None
+
+
+def unique_name(runs: Iterable[RunInfo], name: str) -> str:
+    """`name`, or `name (2)`, `name (3)`, ...: a new run never takes an existing run's name."""
+    taken = {r.name for r in runs}
+    n = 1
+    candidate = name
+    while candidate in taken:
+        n += 1
+        candidate = f"{name} ({n})"
+    return candidate
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~:$])")

@@ -1,4 +1,8 @@
-"""A real Streamlit server on 127.0.0.1 and Debian's Chromium driven by Playwright."""
+"""A real Streamlit server on 127.0.0.1 and Debian's Chromium driven by Playwright, at 1400x900.
+
+Screenshots go to a temporary folder (printed), or to SCREENSHOT_DIR when set; a test run never writes a tracked
+file (`make screenshot` sets README_SCREENSHOT to refresh the README's image on purpose)."""
+import contextlib
 import os
 import socket
 import subprocess
@@ -13,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1400, "height": 900}  # a laptop screen: what must be visible without scrolling is judged here
 
 
 def _free_port() -> int:
@@ -21,20 +26,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("runs")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, data_dir, runs_dir):
+def _need_chromium() -> None:
     if not os.path.exists(CHROMIUM):
         if os.environ.get("REQUIRE_BROWSER"):
             pytest.fail(f"{CHROMIUM} is missing (install Debian's chromium package)")
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package to run the browser tests")
+
+
+@contextlib.contextmanager
+def serve(tmp_path_factory, **env_vars):
+    """The dashboard on a free port, with `env_vars` (RUNS_DIR, DATA_DIR, ...) in its environment; its URL."""
     port = _free_port()
-    env = dict(os.environ, RUNS_DIR=str(runs_dir), DATA_DIR=data_dir,
-               DRAWINGS_DIR=str(tmp_path_factory.mktemp("drawings")))
+    env = dict(os.environ, DRAWINGS_DIR=str(tmp_path_factory.mktemp("drawings")), **env_vars)
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true",
@@ -51,22 +54,69 @@ def server(tmp_path_factory, data_dir, runs_dir):
     else:
         proc.kill()
         pytest.fail("streamlit did not start:\n" + log.read_text())
-    yield url
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture(scope="module")
-def browser_page(server, tmp_path_factory):
+def runs_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, data_dir, runs_dir):
+    _need_chromium()
+    with serve(tmp_path_factory, RUNS_DIR=str(runs_dir), DATA_DIR=data_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def offline_server(tmp_path_factory):
+    """A dashboard whose data folder is empty, as on a machine that never went online."""
+    _need_chromium()
+    with serve(tmp_path_factory, RUNS_DIR=str(tmp_path_factory.mktemp("runs")),
+               DATA_DIR=str(tmp_path_factory.mktemp("empty-data"))) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    _need_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(str(tmp_path_factory.mktemp("chrome-profile")),
                                                    executable_path=CHROMIUM, headless=True, args=FLAGS,
-                                                   viewport={"width": 1400, "height": 1000})
-        page = ctx.new_page()
-        yield page
+                                                   viewport=VIEWPORT)
+        yield ctx
         ctx.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser_context):
+    return browser_context.new_page()
+
+
+def page_urls(page, base: str) -> list[tuple[str, str]]:
+    """(name, URL) of every page in the sidebar's navigation, pages added later included; the name is the URL's
+    last part ('train', 'runs', ...; 'home' for the default page)."""
+    nav = page.get_by_test_id("stSidebarNav")
+    nav.get_by_role("link").first.wait_for(timeout=30_000)
+    links = nav.get_by_role("link")
+    urls = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    return [(url.rstrip("/").rsplit("/", 1)[-1] if url.rstrip("/") != base.rstrip("/") else "home", url)
+            for url in urls]

@@ -1,34 +1,94 @@
-"""Open the dashboard, start a run, and watch the loss chart grow with no further interaction."""
+"""The Train page in Chromium at 1400x900, as a learner meets it: a second tab open before the run starts, Start,
+charts with real ranges before their data, the live curves in view without scrolling and growing by themselves,
+Pause and Stop seen in the other tab; then a screenshot of every page.
+
+    make screenshot     # the same test, also writing the README's image (README_SCREENSHOT=docs/train-page.png)
+"""
+import os
+import shutil
 import time
-from pathlib import Path
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+from tests.browser.conftest import VIEWPORT, page_urls
 
-POINTS = """() => {
-  const g = document.querySelector('.js-plotly-plot');
-  return g && g.data ? g.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) : 0;
-}"""
+# Per chart: its title, how many points its traces hold, its y range, its annotations, and where it sits on screen.
+CHARTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(g => {
+  const r = g.getBoundingClientRect();
+  const L = g._fullLayout || {};
+  return {title: ((L.title && L.title.text) || '').replace(/<[^>]+>/g, ''), points: (g.data || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0),
+          y: L.yaxis ? L.yaxis.range : null, notes: (L.annotations || []).map(a => a.text),
+          top: r.top, bottom: r.bottom, width: r.width};
+})"""
+SCROLLED = "() => document.querySelector('[data-testid=\"stMain\"]').scrollTop + window.scrollY"
+SECOND_TAB_DEADLINE_MS = 2_000  # a deadline for the other tab, not a measured speed
 
 
-def test_loss_chart_grows_by_itself_and_screenshot(server, browser_page):
+def charts(page) -> dict:
+    return {c["title"]: c for c in page.evaluate(CHARTS)}
+
+
+def loss_points(page) -> int:
+    return next((c["points"] for t, c in charts(page).items() if t.startswith("Training loss")), 0)
+
+
+def test_train_page_live_in_view_and_seen_by_another_tab(server, browser_context, browser_page, screenshots):
     page = browser_page
     page.goto(f"{server}/train")  # the server's first request is a direct page URL (ui/navigation.py)
     page.get_by_role("heading", name="Train a network").wait_for(timeout=30_000)
     nav = page.get_by_test_id("stSidebarNav")
     for title in ("Runs & evaluation", "BatchNorm lab", "Draw a digit"):  # app.py's titles, not file names
         nav.get_by_text(title).wait_for(timeout=10_000)
+    other = browser_context.new_page()  # a second tab, open before the run exists
+    other.goto(f"{server}/train")
+    other.get_by_text("No runs yet").wait_for(timeout=30_000)
+
     page.get_by_role("button", name="Start").click()
-    page.wait_for_function(f"({POINTS})() > 0", timeout=60_000)
-    first = page.evaluate(POINTS)
-    counts = [first]
+    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].filter(g => g._fullLayout)"
+                           ".length >= 2", timeout=60_000)
+    first = charts(page)
+    assert "Accuracy per epoch" in first, first
+    acc = first["Accuracy per epoch"]
+    assert acc["points"] == 0, "the first epoch cannot have ended yet"  # the state before data, seen
+    assert acc["y"][0] == 0 and 1 <= acc["y"][1] <= 1.01, acc  # 0-100%, not plotly's placeholder -1..4
+    assert any("Waiting for the first epoch" in n for n in acc["notes"]), acc
+    loss = next(c for t, c in first.items() if t.startswith("Training loss"))
+    assert loss["y"][0] >= 0 and (loss["points"] or any("Waiting" in n for n in loss["notes"])), loss
+
+    # the other tab sees the new run by itself, without a reload
+    other.locator(".js-plotly-plot").first.wait_for(timeout=SECOND_TAB_DEADLINE_MS)
+
+    page.wait_for_function(f"({CHARTS})().some(c => c.title.startsWith('Training loss') && c.points > 0)",
+                           timeout=60_000)
+    counts = [loss_points(page)]
     deadline = time.time() + 30
     while time.time() < deadline and len(set(counts)) < 3:  # no clicks: the fragment must poll by itself
         time.sleep(1.0)
-        counts.append(page.evaluate(POINTS))
-    assert counts[-1] > first, f"loss chart did not grow: {counts}"
+        counts.append(loss_points(page))
+    assert counts[-1] > counts[0], f"loss chart did not grow: {counts}"
     assert counts == sorted(counts)
+    assert page.evaluate(SCROLLED) == 0
+    for title, c in charts(page).items():  # both live charts in view at 1400x900, without scrolling
+        assert 0 <= c["top"] and c["bottom"] <= VIEWPORT["height"] and c["width"] > 250, (title, c)
     time.sleep(2)
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "train-page.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "train-page.png"))
+    if target := os.environ.get("README_SCREENSHOT"):  # only `make screenshot` sets it
+        shutil.copyfile(screenshots / "train-page.png", target)
+
+    page.get_by_role("button", name="Pause").click()
+    other.get_by_role("button", name="Resume").wait_for(timeout=SECOND_TAB_DEADLINE_MS)
+    page.get_by_role("button", name="Resume").click()
     page.get_by_role("button", name="Stop").click()
     page.get_by_text("stopped").first.wait_for(timeout=30_000)
+    other.get_by_text("stopped").first.wait_for(timeout=SECOND_TAB_DEADLINE_MS)
+    other.close()
+
+
+def test_screenshot_every_page(server, browser_page, screenshots):
+    """Every page after a run, at 1400x900 (what is visible without scrolling), with no exception shown."""
+    page = browser_page
+    page.goto(server)
+    for title, url in page_urls(page, server):
+        page.goto(url)
+        page.locator("h1").first.wait_for(timeout=60_000)
+        time.sleep(2)
+        assert page.get_by_test_id("stException").count() == 0, title
+        page.screenshot(path=str(screenshots / f"page-{title}.png"))

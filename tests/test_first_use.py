@@ -1,0 +1,313 @@
+"""What a first-time learner meets: the data checked before any button trains, state that follows the runs,
+charts with real ranges before their data, runs that can be told apart, time estimates from this machine's runs."""
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import TrainConfig
+from core.engine.data import RAW_FILES, check_dataset
+from core.engine.snapshot import EpochMetrics, RunSnapshot
+from core.store.runs import RunInfo
+from tests.waiting import wait_until
+from ui import keys as K
+
+TIMEOUT = 120
+PAGES = ("pages/home.py", "pages/train.py", "pages/runs.py", "pages/batchnorm.py", "pages/softmax.py", "pages/draw.py")
+# Every button that trains, by page: off while the data is missing.
+TRAINING_BUTTONS = {"pages/train.py": [K.TRAIN_START], "pages/batchnorm.py": [K.BN_START, K.BN_SWEEP_START],
+                    "pages/softmax.py": [K.SM_RUN_EXPERIMENT, K.SM_TRAIN_BOTH], "pages/draw.py": [K.DRAW_QUICK_TRAIN]}
+
+
+@pytest.fixture
+def app(app_env):
+    return AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+
+
+@pytest.fixture
+def offline(app_env, monkeypatch):
+    """An empty data folder, as on a machine that never went online."""
+    empty = app_env / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("DATA_DIR", str(empty))
+    return empty
+
+
+def texts(at) -> str:
+    return " ".join(str(e.value) for coll in (at.markdown, at.caption, at.info, at.warning, at.error, at.success,
+                                               at.metric) for e in coll)
+
+
+def wait_ended(store):
+    wait_until(lambda: not any(r.live for r in store.list()), TIMEOUT, 0.05, "every run to end")
+
+
+# --- the data, checked before anything trains ---------------------------------------------------------------
+def test_data_check_names_missing_and_damaged_files(tmp_path, data_dir):
+    empty = check_dataset("mnist", tmp_path)
+    assert not empty.ok and empty.missing == RAW_FILES and "is not on disk" in empty.problem()
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in RAW_FILES:
+        (raw / f).write_bytes(b"\0" * 16)
+    damaged = check_dataset("mnist", tmp_path)
+    assert not damaged.ok and not damaged.missing and len(damaged.damaged) == 4 and "damaged" in damaged.problem()
+    assert check_dataset("mnist", data_dir).ok
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_offline_every_page_says_so_and_keeps_training_buttons_off(app, offline, page):
+    app.run()
+    app.switch_page(page).run()
+    assert not app.exception
+    assert "MNIST is not on disk" in texts(app), page
+    for key in TRAINING_BUTTONS.get(page, []):
+        assert app.button(key=key).disabled, (page, key)
+    from ui.registry import get_store
+    assert get_store().list() == []  # nothing was started, so nothing failed
+
+
+def test_offline_download_says_why_and_the_page_stays(app, offline, monkeypatch):
+    import ui.data
+    from core.engine.data import DataUnavailableError
+
+    def refuse(name):
+        raise DataUnavailableError(f"The {name} dataset could not be downloaded (URLError: no network)")
+    monkeypatch.setattr(ui.data, "load_dataset", refuse)
+    app.run()
+    app.switch_page("pages/train.py").run()
+    app.button(key="train_data_download").click().run()
+    assert not app.exception
+    assert "could not be downloaded" in " ".join(e.value for e in app.error)
+    assert app.button(key=K.TRAIN_START).disabled
+
+
+def test_data_arriving_turns_the_buttons_on(app, offline, data_dir):
+    app.run()
+    app.switch_page("pages/train.py").run()
+    assert app.button(key=K.TRAIN_START).disabled
+    (offline / "MNIST").symlink_to(Path(data_dir) / "MNIST")  # the learner copies the files in
+    app.button(key="train_data_recheck").click().run()
+    assert not app.button(key=K.TRAIN_START).disabled and "is not on disk" not in texts(app)
+
+
+# --- state that follows the runs ------------------------------------------------------------------------------
+def test_store_revision_moves_with_every_change(store):
+    r0 = store.revision()
+    assert store.revision() == r0  # polling changes nothing
+    run = store.start(TrainConfig(epochs=1, max_batches=20))
+    r1 = store.revision()
+    assert r1 != r0
+    store.trainer(run.id).join(60)
+    assert store.revision() not in (r0, r1)  # ended
+    r2 = store.revision()
+    store.rename(run.id, "renamed")
+    assert store.revision() != r2
+    r3 = store.revision()
+    store.delete(run.id)
+    assert store.revision() != r3
+
+
+def test_duplicate_warning_goes_when_the_identical_run_ends(app):
+    from ui.registry import get_store
+    app.run()
+    app.switch_page("pages/train.py").run()
+    app.number_input(key=K.TRAIN_EPOCHS).set_value(50)
+    app.button(key=K.TRAIN_START).click().run()
+    app.button(key=K.TRAIN_START).click().run()
+    assert "already training" in " ".join(w.value for w in app.warning)
+    store = get_store()
+    store.stop_all(wait=60)
+    app.run()  # what the page's poll does when the run's status changes
+    assert "already training" not in " ".join(w.value for w in app.warning)
+    (run,) = store.list()
+    assert "running" not in app.selectbox(key=K.TRAIN_RUN_ID).format_func(run.id)  # the picker says stopped
+    assert "stopped" in app.selectbox(key=K.TRAIN_RUN_ID).format_func(run.id)
+
+
+def test_stopped_run_one_accuracy_on_the_train_and_runs_pages(app):
+    """Stopped during epoch 2: the Train page (picker, metric, table) and Evaluate give epoch 1's accuracy."""
+    from ui.registry import get_store
+    app.run()
+    store = get_store()
+    run = store.start(TrainConfig(epochs=3, max_batches=300), name="stopped early")
+    trainer = store.trainer(run.id)
+    wait_until(lambda: trainer.snapshot.epoch >= 1 and trainer.snapshot.epoch_step >= 20 or not trainer.alive,
+               TIMEOUT, what="epoch 2 to be under way")
+    store.stop(run.id, wait=60)
+    info = store.get(run.id)
+    acc = f"{info.snapshot.final.test_acc:.2%}"
+    app.switch_page("pages/train.py").run()
+    assert app.selectbox(key=K.TRAIN_RUN_ID).format_func(run.id).endswith(acc)
+    assert [m.value for m in app.metric if m.label == "Last test accuracy"] == [acc]
+    assert list(app.dataframe[0].value["test acc"]) == [acc]  # one epoch, the one its weights hold
+    assert "its weights and numbers are those of epoch 1" in texts(app)
+    app.switch_page("pages/runs.py").run()
+    assert [m.value for m in app.metric if m.label == "Test accuracy"] == [acc]
+
+
+# --- runs that can be told apart --------------------------------------------------------------------------------
+def test_identical_settings_get_distinct_names(app):
+    from ui.registry import get_store
+    app.run()
+    app.switch_page("pages/train.py").run()
+    app.number_input(key=K.TRAIN_EPOCHS).set_value(1)
+    app.number_input(key=K.TRAIN_MAX_BATCHES).set_value(10)
+    store = get_store()
+    for _ in range(2):
+        app.button(key=K.TRAIN_START).click().run()
+        wait_ended(store)
+        app.run()
+    names = sorted(r.name for r in store.list())
+    label = TrainConfig(epochs=1, max_batches=10).label()
+    assert names == [label, f"{label} (2)"]
+
+
+def test_pickers_list_own_runs_first_and_never_default_to_a_diverged_run(app):
+    from ui.registry import get_store
+    app.run()
+    store = get_store()
+    mine = store.start(TrainConfig(epochs=1, max_batches=20), name="mine")
+    wait_ended(store)
+    lab = store.start(TrainConfig(epochs=1, max_batches=20, seed=1), name="lab twin", group="twins-abc123",
+                      allow_duplicate=True)
+    wait_ended(store)
+    bad = store.start(TrainConfig(lr=10.0, optimizer="sgd", max_batches=50, epochs=1), name="too fast")
+    wait_ended(store)
+    assert store.get(bad.id).snapshot.status == "diverged"
+    app.switch_page("pages/train.py").run()
+    picker = app.selectbox(key=K.TRAIN_RUN_ID)
+    assert picker.value == mine.id  # the newest run is diverged: not shown first
+    assert len(picker.options) == 2 and not any("lab twin" in o for o in picker.options)  # the labs' runs: on request
+    app.toggle(key=K.TRAIN_LAB_RUNS).set_value(True).run()
+    options = app.selectbox(key=K.TRAIN_RUN_ID).options
+    assert len(options) == 3 and options[-1].startswith("[BN twins] lab twin")  # and then last
+    app.switch_page("pages/runs.py").run()
+    assert app.multiselect(key=K.RUNS_OVERLAY).value == [mine.id]  # failed and diverged runs are not compared by default
+    assert app.selectbox(key=K.RUNS_EVAL).value == mine.id
+    table = app.dataframe[0].value
+    assert list(table["name"])[-1] == "lab twin" and list(table["lab"])[-1] == "BN twins"
+
+
+# --- charts ---------------------------------------------------------------------------------------------------
+def test_charts_have_real_ranges_before_their_data():
+    from ui.figures import accuracy_figure, arm_band_figure, line_figure, loss_figure
+
+    empty = RunSnapshot(status="running", epochs=10, steps_per_epoch=938)
+    loss, acc = loss_figure([("run", empty)], total_steps=9380), accuracy_figure([("run", empty)], epochs=10)
+    assert tuple(loss.layout.yaxis.range) == (0, 2.5) and tuple(loss.layout.xaxis.range) == (0, 9380)
+    assert tuple(acc.layout.yaxis.range)[0] == 0 and 1 <= tuple(acc.layout.yaxis.range)[1] <= 1.01
+    assert tuple(acc.layout.xaxis.range) == (0.5, 10.5) and acc.layout.yaxis.tickformat.endswith("%")
+    assert "Waiting for the first epoch" in acc.layout.annotations[0].text
+    assert "Waiting for the first training steps" in loss.layout.annotations[0].text
+    for fig in (arm_band_figure({"BN": [empty], "no-BN": [empty]}, m, epochs=5) for m in ("loss", "test_acc")):
+        assert fig.layout.annotations and fig.layout.yaxis.range[0] == 0
+    done = replace(empty, status="finished", history=(EpochMetrics(1, 0.3, 0.91, 0.25, 0.93, 2.0),))
+    acc = accuracy_figure([("run", done)], epochs=10)
+    assert not acc.layout.annotations and 0 <= acc.layout.yaxis.range[0] < 0.91 and acc.layout.yaxis.range[1] <= 1.01
+    sweep = line_figure([1e-3, 1e-2, 5e-2], {"BN": [0.9, 0.8, 0.7]}, "t", "lr", "acc", log_x=True, percent=True)
+    assert sweep.layout.yaxis.tickformat == ".0%" and sweep.data[0].mode == "lines+markers"  # 3 points: markers
+
+
+def test_overlay_legend_has_one_short_entry_per_run():
+    from ui.figures import LEGEND_NAME, accuracy_figure, loss_figure
+
+    snap = RunSnapshot(status="finished", step_losses=((10, 1.0), (20, 0.8)), steps_per_epoch=20,
+                       history=(EpochMetrics(1, 0.5, 0.8, 0.4, 0.85, 1.0),))
+    runs = [("mnist no-BN lr=0.001 bs=64 ep=10 seed=0 (2)", snap), ("mnist BN lr=0.001 bs=64 ep=10 seed=0", snap)]
+    for fig in (loss_figure(runs), accuracy_figure(runs)):
+        shown = [t.name for t in fig.data if t.showlegend is not False]
+        assert len(shown) == 2 and all(len(n) <= LEGEND_NAME for n in shown)
+
+
+# --- the BatchNorm lab ------------------------------------------------------------------------------------------
+def plant_run(runs: Path, run_id: str, config: TrainConfig, name: str, group: str, test_acc: float) -> None:
+    """A run folder as the store writes it (no weights: reported as a problem, numbers kept)."""
+    d = runs / run_id
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"config": config.to_dict(), "name": name, "created": time.time(),
+                                               "group": group}))
+    (d / "status.json").write_text(json.dumps({"status": "finished", "error": None}))
+    (d / "metrics.jsonl").write_text(json.dumps({"step": 10, "loss": 2.3}) + "\n" + json.dumps(
+        {"epoch": 1, "train_loss": 2.3, "train_acc": test_acc, "test_loss": 2.3, "test_acc": test_acc, "seconds": 1.5}) + "\n")
+
+
+def test_sweep_arm_at_one_digits_share_is_explained(app, app_env):
+    base = TrainConfig(epochs=1, max_batches=150)
+    runs = app_env / "runs"
+    for i, (lr, bn, acc) in enumerate([(1e-3, True, 0.93), (1e-3, False, 0.88), (5e-2, True, 0.9), (5e-2, False, 0.1135)]):
+        plant_run(runs, f"20260101-12000{i}-abcde{i}", replace(base, lr=lr, batch_norm=bn), f"arm {i}", "lr-sweep-abcdef", acc)
+    app.run()
+    app.switch_page("pages/batchnorm.py").run()
+    assert not app.exception
+    note = " ".join(i.value for i in app.info)
+    assert "no-BN at lr 0.05: 11.35%** is exactly the share of 1s among the 10,000 test images (1,135 of them)" in note
+    assert "BN at lr 0.05: 90.00%" not in note  # only the arm that collapsed
+
+
+def test_one_seed_says_the_spread_is_unknown(app):
+    from ui.registry import get_store
+    app.run()
+    app.switch_page("pages/batchnorm.py").run()
+    app.number_input(key=K.BN_SEEDS).set_value(1)
+    app.number_input(key=K.BN_EPOCHS).set_value(1)
+    app.number_input(key=K.BN_MAX_BATCHES).set_value(20)
+    app.button(key=K.BN_START).click().run()
+    wait_ended(get_store())
+    app.run()
+    cells = " ".join(app.dataframe[0].value["final test acc"])
+    assert "one seed: spread unknown" in cells and "± 0.00%" not in cells
+
+
+def test_estimate_rests_on_this_machines_timed_epochs(monkeypatch):
+    import core.store.pace as pace
+    monkeypatch.setattr(pace, "is_loaded", lambda name, data_dir=None: True)
+
+    def timed(max_batches, seconds, epochs=1):
+        cfg = TrainConfig(epochs=epochs, max_batches=max_batches)
+        n = pace.steps_per_epoch(cfg)
+        snap = RunSnapshot(status="finished", epochs=epochs, steps_per_epoch=n, step=n * epochs,
+                           history=tuple(EpochMetrics(e, 1, .5, 1, .5, seconds) for e in range(1, epochs + 1)))
+        return RunInfo(f"20260101-120000-{max_batches:06x}", cfg, "r", 0.0, snap)
+
+    sweep = [TrainConfig(epochs=1, max_batches=150)] * 6
+    same = pace.estimate([timed(150, 0.9), timed(150, 0.9)], sweep)
+    assert same.seconds == pytest.approx(6 * (0.9 + pace.RUN_OVERHEAD)) and "of this size" in same.basis
+    # epochs of 100 and 300 steps: 0.5 s + 0.004 s a step; 150 steps then take 1.1 s, not 150/300 of 1.7 s
+    fit = pace.estimate([timed(100, 0.9), timed(300, 1.7)], sweep)
+    assert fit.seconds == pytest.approx(6 * (1.1 + pace.RUN_OVERHEAD)) and "like these" in fit.basis
+    assert "rough guess" in pace.estimate([], sweep).basis
+    other = replace(sweep[0], hidden=(64,))
+    assert "rough guess" in pace.estimate([timed(150, 0.9)] * 2, [other]).basis  # another network is not "like"
+    monkeypatch.setattr(pace, "is_loaded", lambda name, data_dir=None: False)
+    assert pace.estimate([timed(150, 0.9)] * 2, sweep).seconds == pytest.approx(same.seconds + pace.LOAD_SECONDS)
+
+
+def test_one_class_answer(data_dir):
+    from core.lessons.evaluation import class_shares, one_class_answer
+    shares = class_shares("mnist", data_dir)
+    assert shares.sum() == pytest.approx(1) and round(float(shares[1]) * 10_000) == 1135
+    assert one_class_answer(0.1135, shares, 10_000) == 1 and one_class_answer(0.098, shares, 10_000) == 0
+    assert one_class_answer(0.5, shares, 10_000) is None
+
+
+# --- the front door ---------------------------------------------------------------------------------------------
+def test_home_has_a_three_step_path(app):
+    app.run()
+    assert not app.exception
+    links = [e.proto for e in app.get("page_link")][:3]
+    assert [link.label.split("·")[0].strip("* ") for link in links] == ["1", "2", "3"]
+    assert [p in link.page for link, p in zip(links, ("train", "runs", "draw"))] == [True] * 3
+
+
+def test_tests_never_write_the_readme_screenshot():
+    """The browser tests write screenshots to a temporary folder unless `make screenshot` names docs/."""
+    import ast
+    root = Path(__file__).resolve().parent
+    for path in (root / "browser").glob("*.py"):
+        assert "docs" not in {n.value for n in ast.walk(ast.parse(path.read_text()))
+                              if isinstance(n, ast.Constant) and isinstance(n.value, str)}, path.name

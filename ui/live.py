@@ -1,0 +1,26 @@
+"""Every tab sees runs start, pause and end without a reload: one small fragment per page view polls the run
+store's revision (a number that changes when a run is added, renamed or deleted, or changes status) and reruns
+the page only when it moved. Cost per tick: one lock and a tuple of the process's run statuses, no page work;
+the live charts keep their own, faster fragments while a run trains."""
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import keys as K
+from ui.registry import store_revision
+
+WATCH_EVERY = 1.0  # s: a run started in another tab shows within about this plus one page run
+
+
+@st.fragment(run_every=WATCH_EVERY)
+def _watch() -> None:
+    if store_revision() != st.session_state.get(K.APP_REVISION):
+        st.rerun(scope="app")
+
+
+def watch_runs() -> None:
+    """Call once per page view, before the page runs: remembers the revision the page is drawn from and
+    starts the poll (in the sidebar, where it takes no room)."""
+    st.session_state[K.APP_REVISION] = store_revision()
+    with st.sidebar:
+        _watch()
