@@ -14,7 +14,7 @@ from core.store.pace import estimate
 from ui import keys as K
 from ui.data import blocked_help, data_check, data_line, data_notice
 from ui.figures import arm_band_figure, bar_figure, line_figure, percentile_figure
-from ui.registry import get_store, plain
+from ui.registry import BROKEN, get_store, plain
 
 st.title("BatchNorm lab")
 st.markdown("The course says *BN trains faster and reaches higher accuracy*. Test it: each pair of runs differs only "
@@ -54,7 +54,7 @@ def final_cell(s) -> str:
 def failures(runs) -> None:
     """Runs of a set that failed or diverged, each with its message: an empty chart is never the only sign."""
     for r in runs:
-        if r.snapshot.status in ("failed", "diverged"):
+        if r.snapshot.status in BROKEN:
             st.error(f"{plain(r.name)} {r.snapshot.status}: {plain(r.snapshot.error)}")
 
 
@@ -264,11 +264,10 @@ def inside_view() -> None:
     if inside_live and not any(store.get(r.id).live for r in inside_runs.values()):
         st.rerun(scope="app")  # the first seed's twins ended: redraw once, without polling
     probes = {label: p for label, r in inside_runs.items() if (p := read_probe(store.probes(r.id)))}
-    broken = [r for r in map(lambda r: store.get(r.id), inside_runs.values()) if r.snapshot.status in ("failed", "diverged")]
-    if not probes and broken:
+    broken = {label: s.status for label, r in inside_runs.items() if (s := store.get(r.id).snapshot).status in BROKEN}
+    if not probes and broken:  # e.g. the data went missing: say so instead of waiting for ever
         st.warning(f"Nothing to show inside: seed {first_seed}'s " + " and ".join(
-            f"{label} run {store.get(r.id).snapshot.status}" for label, r in inside_runs.items()
-            if store.get(r.id).snapshot.status in ("failed", "diverged")) + " before its first step (the message is above).")
+            f"{label} run {status}" for label, status in broken.items()) + " before its first step (why: above).")
         return
     if not probes:
         st.info(f"The inside view appears as soon as seed {first_seed}'s first run has taken its first training step "

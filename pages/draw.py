@@ -10,7 +10,7 @@ from ui import keys as K
 from ui.data import blocked_help, data_check, data_notice
 from ui.drawings import cell, drawing_accuracies, drawings_count, waiting, waiting_notice
 from ui.figures import bar_figure
-from ui.registry import get_store
+from ui.registry import BROKEN, get_store, ordered_runs
 from ui.tiles import GAP, TILE, preprocessing_strip, saliency_figure
 
 from streamlit_drawable_canvas import st_canvas  # noqa: E402 - only importable inside a running page
@@ -90,8 +90,9 @@ other_id = None
 if compare:
     others = [i for i in labels if i != model_id]
     if others:
-        pick = next((r.id for r in runs if r.id != model_id and r.config.batch_norm != store.get(model_id).config.batch_norm),
-                    others[0])
+        # default: the learner's own run with the other BN setting (never a lab run that failed or diverged first)
+        pick = next((r.id for r in ordered_runs(runs) if r.id != model_id and r.snapshot.status not in BROKEN
+                     and r.config.batch_norm != store.get(model_id).config.batch_norm), others[0])
         other_id = c2.selectbox("Second model", others, index=others.index(pick), key=K.DRAW_COMPARE_MODEL,
                                 format_func=labels.get)
     else:

@@ -12,7 +12,7 @@ from ui import keys as K
 from ui.data import data_check, data_notice
 from ui.drawings import COLUMN as DRAWINGS_COLUMN, cell, drawing_accuracies, waiting, waiting_notice
 from ui.figures import accuracy_figure, bar_figure, confusion_figure, loss_figure
-from ui.registry import default_run, get_store, lab_kind, ordered_runs, plain, run_labels
+from ui.registry import BROKEN, default_run, get_store, lab_kind, ordered_runs, plain, run_labels
 
 
 store = get_store()
@@ -98,7 +98,7 @@ with_lab = st.toggle(f"List the labs' runs in the pickers below ({len(lab)})", k
                           "runs (and any run already chosen)")
 shown = ordered_runs(runs, lab=with_lab) or ordered_runs(runs)
 ids = [r.id for r in shown]
-ok = [r.id for r in shown if r.snapshot.status not in ("failed", "diverged")]
+ok = [r.id for r in shown if r.snapshot.status not in BROKEN]
 
 st.subheader("Overlay runs")
 if K.RUNS_OVERLAY not in st.session_state:  # default: the newest two that did not fail or diverge

@@ -11,7 +11,7 @@ from core.lessons.softmax import (COMPARED_CONFIDENCES, WORKED_CLASSES, WORKED_P
 from ui import keys as K
 from ui.figures import accuracy_figure, bar_figure, confusion_figure, line_figure, loss_figure
 from ui.data import blocked_help, data_check, data_line, data_notice
-from ui.registry import get_store, ordered_runs, plain, unique_name
+from ui.registry import BROKEN, get_store, ordered_runs, plain, unique_name
 
 st.title("Softmax, one-hot labels and cross-entropy")
 data = data_check("mnist")  # the two experiments train on MNIST; the rest computes from the sliders
@@ -184,7 +184,7 @@ with double:
     ids = st.session_state.get(K.SM_DOUBLE_RUNS) or []
     if not ids:  # or pick earlier runs of the learner's from the store (never a failed or diverged one)
         mine = [r for r in ordered_runs(store.list(), lab=False) if r.snapshot.history
-                and r.snapshot.status not in ("failed", "diverged")]
+                and r.snapshot.status not in BROKEN]
         correct = [r for r in mine if not r.config.double_softmax]
         doubled = [r for r in mine if r.config.double_softmax]
         if correct and doubled:

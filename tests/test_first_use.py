@@ -249,6 +249,25 @@ def test_sweep_arm_at_one_digits_share_is_explained(app, app_env):
     assert "BN at lr 0.05: 90.00%" not in note  # only the arm that collapsed
 
 
+def test_failed_twins_say_so_instead_of_waiting(app, monkeypatch):
+    """Twins that fail (here: the data vanished after the page checked it) are errors with their message, and the
+    inside view says why it stays empty instead of promising to fill in."""
+    import core.engine.trainer as tr
+    from core.engine.data import DataUnavailableError
+    from ui.registry import get_store
+    monkeypatch.setattr(tr, "load_dataset", lambda *a: (_ for _ in ()).throw(DataUnavailableError("no MNIST here")))
+    app.run()
+    app.switch_page("pages/batchnorm.py").run()
+    app.number_input(key=K.BN_SEEDS).set_value(1).run()
+    app.button(key=K.BN_START).click().run()
+    wait_ended(get_store())
+    app.run()
+    errors = [e.value for e in app.error]
+    assert len(errors) == 2 and all("failed" in e and "no MNIST here" in e for e in errors)
+    assert "Nothing to show inside" in " ".join(w.value for w in app.warning)
+    assert "appears as soon as" not in texts(app)
+
+
 def test_one_seed_says_the_spread_is_unknown(app):
     from ui.registry import get_store
     app.run()

@@ -78,10 +78,13 @@ def ordered_runs(runs: Sequence[RunInfo], lab: bool = True) -> list[RunInfo]:
     return own + [r for rs in newest for r in sorted(rs, key=lambda r: r.created)]
 
 
+BROKEN = ("failed", "diverged")  # statuses a picker never chooses by default
+
+
 def default_run(runs: Sequence[RunInfo]) -> RunInfo | None:
     """What a picker shows first: a live run of the learner's, else any live run, else the newest run of the
     learner's that did not fail or diverge, else any such run, else the newest."""
-    ok = [r for r in runs if r.snapshot.status not in ("failed", "diverged")]
+    ok = [r for r in runs if r.snapshot.status not in BROKEN]
     for pool in ([r for r in runs if r.live and lab_kind(r) is None], [r for r in runs if r.live],
                  [r for r in ok if lab_kind(r) is None], ok, list(runs)):
         if pool:
