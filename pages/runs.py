@@ -187,9 +187,10 @@ c2.plotly_chart(bar_figure(report.class_names, report.per_class_accuracy,
                            yrange=(floor, 1.02), percent=True),
                 key="runs_per_class", width="stretch")
 st.markdown(f"**Misclassified test images, highest loss first** ({int(report.confusion.sum() - report.confusion.trace())} "
-            f"in all; the worst {len(report.mistakes)} shown). Loss = −log p(true class): the less probability the "
-            "model gave the right answer, the higher; each caption shows it.")
+            f"in all; the worst {len(report.mistakes)} shown). Each caption: true class → predicted class, and the "
+            "loss −log p(true class), by which they are sorted: the less probability the model gave the right "
+            "answer, the higher.")
 cols = st.columns(8)
 for i, m in enumerate(report.mistakes):
-    cols[i % 8].image(m.image, width=84, clamp=True,
-                      caption=f"{report.class_names[m.true]} → {report.class_names[m.predicted]} · loss {m.loss:.1f}")
+    cols[i % 8].image(m.image, width=96, clamp=True,
+                      caption=f"{report.class_names[m.true]}→{report.class_names[m.predicted]} loss {m.loss:.1f}")

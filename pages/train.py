@@ -18,7 +18,7 @@ MAIN_SETTINGS = ("dataset", "batch_norm", "lr", "batch_size", "epochs", "max_bat
 store = get_store()
 st.title("Train a network")
 notice = st.container()  # the data check's message, once the chosen dataset is known
-left, right = st.columns([1, 2.5], gap="medium")
+left, right = st.columns([1, 2.2], gap="medium")
 
 
 def read_config() -> TrainConfig | None:

@@ -330,3 +330,43 @@ def test_tests_never_write_the_readme_screenshot():
     for path in (root / "browser").glob("*.py"):
         assert "docs" not in {n.value for n in ast.walk(ast.parse(path.read_text()))
                               if isinstance(n, ast.Constant) and isinstance(n.value, str)}, path.name
+
+
+# --- the Draw page's preprocessing strip ------------------------------------------------------------------------
+def test_strip_is_white_on_black_at_one_scale_with_the_shift_marked():
+    from core.drawing.preprocess import preprocess
+    from tests.test_preprocess import SEVEN, canvas
+    from ui.tiles import COM, GAP, GRID, SCALE, TARGET, TILE, preprocessing_strip, saliency_figure
+
+    pre = preprocess(canvas(SEVEN))
+    tiles, captions = preprocessing_strip(pre, naive=False)
+    assert len(tiles) == 6 and {t.shape for t in tiles} == {(TILE, TILE + GAP, 3)}  # one size for every step
+    centred = tiles[4][:, :TILE]
+    r, c = np.nonzero(pre.centered == 255)[0][0], np.nonzero(pre.centered == 255)[1][0]
+    pixel = centred[r * SCALE + SCALE // 2 + 1, c * SCALE + SCALE // 2 + 1]
+    assert tuple(pixel) in {(255, 255, 255), COM, TARGET}  # full ink is white, as the model sees it
+    assert tuple(centred[SCALE * 2 + 2, 2]) == (0, 0, 0) and tuple(centred[SCALE * 3, 2]) == GRID  # black, grid
+    boxed = tiles[3][:, :TILE]
+    assert (boxed == COM).all(-1).any() and (boxed == TARGET).all(-1).any()  # centre of mass and (14, 14) marked
+    assert "MODEL INPUT" in captions[4] and "centre of mass" in captions[3] and "moved" in captions[4]
+    fig = saliency_figure(pre.centered, np.random.default_rng(0).random((28, 28)))
+    assert fig.data[0].colorbar.tickformat == ".0%" and fig.data[0].zmax == 1  # a colour scale, as a share
+
+
+def test_draw_page_shows_the_strip_and_the_saliency_scale(app_env, monkeypatch):
+    import sys
+    import types
+    from tests.test_preprocess import SEVEN, canvas
+    from ui.registry import get_store
+    fake = types.ModuleType("streamlit_drawable_canvas")
+    fake.st_canvas = lambda **kw: types.SimpleNamespace(image_data=canvas(SEVEN), json_data={"objects": []})
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", fake)
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT).run()
+    store = get_store()
+    run = store.start(TrainConfig(batch_norm=True, epochs=1, max_batches=200))
+    store.trainer(run.id).join(120)
+    at.switch_page("pages/draw.py").run()
+    assert not at.exception
+    captions = [c for img in at.image for c in img.captions]
+    assert len(captions) == 6 and any("MODEL INPUT" in c for c in captions)
+    assert any("Saliency" in c.proto.spec and '"colorbar"' in c.proto.spec for c in at.get("plotly_chart"))

@@ -173,7 +173,7 @@ class TrainConfig:
     momentum: float = option(0.9, "Momentum", "decay of the velocity (SGD, RMSprop)", "float", lo=0.0, hi=0.9999,
                              applies=_uses("momentum"))
     # The course's defect: softmax in the model, then CrossEntropyLoss applies log-softmax again.
-    double_softmax: bool = option(False, "Double softmax (the course's bug)",
+    double_softmax: bool = option(False, "Double softmax (a bug)",
                                   "reproduce the course's defect: softmax inside the model, then CrossEntropyLoss "
                                   "applies log-softmax again", "bool", applies=_pytorch_only)
     # Off for the course's recipe; the Draw page's quick model trains with it (pages/draw.py).

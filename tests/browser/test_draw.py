@@ -36,21 +36,20 @@ def shown_prediction(page) -> str:
 
 
 # Timed inside the page, so that the harness adds nothing: from the browser's mouseup event to the first frame
-# that shows new logits (a mutation observer sees the text change, requestAnimationFrame marks the next frame).
+# that shows new logits (a mutation observer sees the "Logits: ..." caption change, requestAnimationFrame marks the
+# next frame). The caption is looked up by itself: the element a mutation reports may hold the whole column.
 TIMER_JS = """
 window.__lat = {up: 0, frame: 0, pending: false, text: ''};
 addEventListener('mouseup', () => Object.assign(window.__lat, {up: performance.now(), frame: 0, pending: false}), true);
-new MutationObserver((records) => {
+new MutationObserver(() => {
   const lat = window.__lat;
   if (!lat.up || lat.frame || lat.pending) return;
-  for (const r of records) {
-    const text = r.target.textContent || '';
-    if (text.length < 400 && text.includes('Logits:') && text !== lat.text) {
-      lat.text = text;
-      lat.pending = true;
-      requestAnimationFrame(() => { lat.frame = performance.now(); });
-      return;
-    }
+  const text = [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
+    .map(e => e.textContent || '').find(t => t.startsWith('Logits:')) || '';
+  if (text && text !== lat.text) {
+    lat.text = text;
+    lat.pending = true;
+    requestAnimationFrame(() => { lat.frame = performance.now(); });
   }
 }).observe(document, {subtree: true, childList: true, characterData: true});
 """
