@@ -33,7 +33,7 @@ with st.container(border=True):
     mb = c4.number_input("Batches per epoch (0 = all)", 0, 938, 0, key=K.BN_MAX_BATCHES)
     base = TrainConfig(epochs=int(epochs), lr=float(lr), max_batches=int(mb) or None)
     twins = [replace(base, batch_norm=bn, seed=seed) for seed in range(int(k)) for bn in (True, False)]
-    guess = estimate(store.list(), twins)
+    guess = estimate(store.list(), twins, prefer=lambda r: LabGroup.TWINS.owns(r.group))  # twins carry a probe
     note = "" if int(k) >= MIN_SEEDS_FOR_VERDICT else (
         f" With {int(k)} seed(s) per arm the page shows the differences but gives no verdict on noise "
         f"(that takes {MIN_SEEDS_FOR_VERDICT}).")
@@ -87,7 +87,8 @@ def sweep_section() -> None:
     """The learning-rate sweep: its own runs, independent of the twins."""
     st.header("Learning-rate headroom")
     sweep_cfg = TrainConfig(epochs=1, max_batches=150)
-    sweep_guess = estimate(store.list(), [replace(sweep_cfg, batch_norm=bn, lr=lr) for lr in LR_SWEEP for bn in (True, False)])
+    sweep_guess = estimate(store.list(), [replace(sweep_cfg, batch_norm=bn, lr=lr) for lr in LR_SWEEP for bn in (True, False)],
+                           prefer=lambda r: LabGroup.LR_SWEEP.owns(r.group))
     st.markdown(f"BN is said to tolerate larger learning rates. This trains both arms at lr = {', '.join(f'{v:g}' for v in LR_SWEEP)} "
                 f"for {sweep_cfg.max_batches} batches each ({len(LR_SWEEP) * 2} runs): **{sweep_guess.describe()}** on this "
                 f"machine ({sweep_guess.basis}).")

@@ -302,6 +302,9 @@ def test_estimate_rests_on_this_machines_timed_epochs(monkeypatch):
     assert "rough guess" in pace.estimate([], sweep).basis
     other = replace(sweep[0], hidden=(64,))
     assert "rough guess" in pace.estimate([timed(150, 0.9)] * 2, [other]).basis  # another network is not "like"
+    probed = [replace(timed(150, 1.2), group="twins-abcdef")] * 2  # the lab's probe costs its twins time
+    mixed = pace.estimate(probed + [timed(150, 0.9)] * 2, sweep, prefer=lambda r: r.group is None)
+    assert mixed.seconds == pytest.approx(same.seconds)
     monkeypatch.setattr(pace, "is_loaded", lambda name, data_dir=None: False)
     assert pace.estimate([timed(150, 0.9)] * 2, sweep).seconds == pytest.approx(same.seconds + pace.LOAD_SECONDS)
 

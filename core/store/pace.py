@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from core.engine.config import TrainConfig
 from core.engine.data import dataset_spec, is_loaded, num_batches
@@ -54,6 +54,7 @@ def _fit(points: Sequence[tuple[int, float]]) -> tuple[float, float] | None:
 
 
 def _epochs(runs: Iterable[RunInfo], config: TrainConfig) -> list[tuple[int, float]]:
+    """(steps, seconds) of the newest timed epochs of ended runs like `config`."""
     points = []
     for r in runs:  # newest first
         if r.live or not _alike(r.config, config):
@@ -65,28 +66,36 @@ def _epochs(runs: Iterable[RunInfo], config: TrainConfig) -> list[tuple[int, flo
     return points[:RECENT]
 
 
-def estimate(runs: Sequence[RunInfo], configs: Sequence[TrainConfig], data_dir=None) -> Estimate:
+def _per_epoch(points: Sequence[tuple[int, float]], n: int) -> tuple[float, str] | None:
+    """Seconds of an n-step epoch from timed epochs, and what that rests on; None without any."""
+    same = [s for k, s in points if k == n]
+    if len(same) >= 2:
+        return statistics.median(same), f"{len(same)} timed epochs of this size"
+    if fit := _fit(points):
+        return fit[0] + fit[1] * n, f"{len(points)} timed epochs of runs like these"
+    if points:  # one size (or a fit that noise made senseless): scale the newest size as the defaults split it
+        k = points[0][0]
+        at_k = statistics.median(s for m, s in points if m == k)
+        return at_k * (DEFAULT_EVAL + DEFAULT_STEP * n) / (DEFAULT_EVAL + DEFAULT_STEP * k), \
+            f"{sum(m == k for m, _ in points)} timed epochs of {k}-step runs"
+    return None
+
+
+def estimate(runs: Sequence[RunInfo], configs: Sequence[TrainConfig], data_dir=None,
+             prefer: Callable[[RunInfo], bool] | None = None) -> Estimate:
     """Seconds for `configs` run one after another, from the timed epochs of `runs` (newest first), plus the
-    dataset's loading when this process has not loaded it yet."""
+    dataset's loading when this process has not loaded it yet. `prefer`: the runs to measure from first, when
+    they are enough (the BatchNorm lab's twins carry a probe that costs them time other runs do not spend)."""
     total, bases, notes = 0.0, set(), []
     for name in sorted({c.dataset for c in configs}):
         if not is_loaded(name, data_dir):
             total += LOAD_SECONDS
             notes.append(f"with about {LOAD_SECONDS:.0f} s to load {name} first")
+    preferred = [r for r in runs if prefer(r)] if prefer else []
     for cfg in configs:
         n = steps_per_epoch(cfg)
-        points = _epochs(runs, cfg)
-        same = [s for k, s in points if k == n]
-        if len(same) >= 2:
-            per_epoch, basis = statistics.median(same), f"{len(same)} timed epochs of this size"
-        elif fit := _fit(points):
-            per_epoch, basis = fit[0] + fit[1] * n, f"{len(points)} timed epochs of runs like these"
-        elif points:  # one size only: split it as the defaults do
-            k, s = points[0]
-            per_epoch = statistics.median(x for _, x in points) * (DEFAULT_EVAL + DEFAULT_STEP * n) / (DEFAULT_EVAL + DEFAULT_STEP * k)
-            basis = f"{len(points)} timed epochs of {k}-step runs"
-        else:
-            per_epoch, basis = DEFAULT_EVAL + DEFAULT_STEP * n, "no timed run like these here yet: a rough guess"
+        found = (_per_epoch(_epochs(preferred, cfg), n) if preferred else None) or _per_epoch(_epochs(runs, cfg), n)
+        per_epoch, basis = found or (DEFAULT_EVAL + DEFAULT_STEP * n, "no timed run like these here yet: a rough guess")
         total += cfg.epochs * per_epoch + RUN_OVERHEAD
         bases.add(basis)
     return Estimate(total, "; ".join(sorted(bases) + notes) if bases else "nothing to run")
