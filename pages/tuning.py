@@ -11,7 +11,8 @@ from core.tuning.space import DEFAULT_SPACE, tunable_dimensions
 from core.tuning.storage import describe
 from core.tuning.study import PRUNERS, make_spec
 from ui import keys as K
-from ui.registry import get_store
+from ui.data import blocked_help, data_check, data_notice
+from ui.registry import get_store, plain
 from ui.tuning import (draws, get_pace, get_tuner, region_scatter, sample_histogram, status_line, stop_resume,
                        study_view, trials_scatter)
 
@@ -20,19 +21,30 @@ st.markdown("Each lesson below is an experiment: press its button and a study st
             "[Optuna](https://optuna.org). Every trial is an ordinary run — it appears on the Runs page — and a "
             "study lives in storage, so it can be stopped and resumed, even after a restart.")
 store, tuner = get_store(), get_tuner()
-try:
-    pace = get_pace(store.data_dir)
-except DataUnavailableError as e:
-    st.error(str(e))
-    st.stop()
+data = data_check("mnist")
+pace = None  # this machine's pace, measured on MNIST: none while it is not on disk (nothing can train then)
+if data_notice(data, K.TUNE):
+    try:
+        pace = get_pace(store.data_dir)
+    except DataUnavailableError as e:
+        st.error(plain(str(e)))
+can_train = pace is not None
+off = {"disabled": not can_train, "help": blocked_help(data)}  # for every button that starts trials
 
 
 def about(seconds: float) -> str:
     return f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.1f} min"
 
 
+def duration(specs) -> str:
+    """The time these studies' trials take here, from the measured pace."""
+    if pace is None:
+        return "a time measured once MNIST is on disk"
+    return about(sum(T.estimate_seconds(s, pace) for s in specs))
+
+
 with st.container(border=True):
-    c1, c2, c3 = st.columns([1, 1, 4])
+    c1, c2, c3 = st.columns([1.1, 1.5, 3.4])  # "Batches per epoch (0 = all)" on one line at 1400 px
     epochs = int(c1.number_input("Epochs per trial", 1, 10, 3, key=K.TUNE_EPOCHS))
     max_batches = int(c2.number_input("Batches per epoch (0 = all)", 0, 938, 100, key=K.TUNE_BATCHES)) or None
     words = T.budget_words(T.coarse(epochs, max_batches, 1))
@@ -43,9 +55,10 @@ with st.container(border=True):
                 "budget: settings that learn fast early win, and the winner deserves a full run before you trust it. "
                 "Trials are ranked by test accuracy, so the best one's test accuracy is an optimistic estimate: a "
                 "held-out dev set would keep the test set for the final number.")
-    c3.caption(f"Measured on this machine: a training step at batch 64 takes "
-               f"{(pace.step_fixed + 64 * pace.per_sample) * 1000:.1f} ms, an evaluation of the 10,000 test images "
-               f"{pace.eval_seconds:.2f} s. Studies are stored in the {describe(tuner.storage_url)}.")
+    if pace is not None:
+        c3.caption(f"Measured on this machine: a training step at batch 64 takes "
+                   f"{(pace.step_fixed + 64 * pace.per_sample) * 1000:.1f} ms, an evaluation of the 10,000 test images "
+                   f"{pace.eval_seconds:.2f} s. Studies are stored in the {describe(tuner.storage_url)}.")
 
 
 def start_group(specs: dict, prefix: str) -> str:
@@ -84,7 +97,7 @@ def live_panel(names: list[str], key: str, draw) -> None:
         for n in names:
             study, spec = tuner.open(n)
             st.markdown(status_line(tuner, n, spec, T.trial_rows(study)))
-        stop_resume(tuner, names, key)
+        stop_resume(tuner, names, key, can_resume=can_train)
         draw()
         if live and not any(tuner.running(n) for n in names):
             st.rerun(scope="app")  # stop polling
@@ -106,9 +119,9 @@ with gvr:
                 "tries each learning rate three times, with different values of ε; random search tries 9 different "
                 "learning rates.")
     specs = T.grid_vs_random(epochs, max_batches)
-    st.caption(f"18 trials, one at a time: {about(sum(T.estimate_seconds(s, pace) for s in specs.values()))} "
+    st.caption(f"18 trials, one at a time: {duration(specs.values())} "
                "on this machine.")
-    if st.button("Run grid and random search", key=K.TUNE_GVR_START, type="primary"):
+    if st.button("Run grid and random search", key=K.TUNE_GVR_START, type="primary", **off):
         st.session_state[K.TUNE_GVR_GROUP] = start_group(specs, "grid-vs-random")
     found = newest_group(("grid", "random"), K.TUNE_GVR_GROUP)
     if found is None:
@@ -145,8 +158,8 @@ with scale:
                       T.expected_decade_shares(lo, hi, True))], hide_index=True)
     n = int(st.columns(4)[0].number_input("Trials per scale", 4, 30, 10, key=K.TUNE_LR_N))
     specs = T.lr_scales(epochs, max_batches, n)
-    st.caption(f"{2 * n} trials: {about(sum(T.estimate_seconds(s, pace) for s in specs.values()))} on this machine.")
-    if st.button("Run a study on each scale", key=K.TUNE_LR_START, type="primary"):
+    st.caption(f"{2 * n} trials: {duration(specs.values())} on this machine.")
+    if st.button("Run a study on each scale", key=K.TUNE_LR_START, type="primary", **off):
         st.session_state[K.TUNE_LR_GROUP] = start_group(specs, "lr-scale")
     found = newest_group(("lr-uniform", "lr-log"), K.TUNE_LR_GROUP)
     if found is not None:
@@ -178,8 +191,8 @@ with beta:
                  hide_index=True)
     n = int(st.columns(4)[0].number_input("Trials per scale", 4, 30, 10, key=K.TUNE_BETA_N))
     specs = T.beta_scales(epochs, max_batches, n)
-    st.caption(f"{2 * n} trials: {about(sum(T.estimate_seconds(s, pace) for s in specs.values()))} on this machine.")
-    if st.button("Run a study on each scale", key=K.TUNE_BETA_START, type="primary"):
+    st.caption(f"{2 * n} trials: {duration(specs.values())} on this machine.")
+    if st.button("Run a study on each scale", key=K.TUNE_BETA_START, type="primary", **off):
         st.session_state[K.TUNE_BETA_GROUP] = start_group(specs, "beta-scale")
     found = newest_group(("beta-uniform", "beta-log"), K.TUNE_BETA_GROUP)
     if found is not None:
@@ -202,8 +215,8 @@ with c2f:
                 "otherwise the box around the best third is proposed.")
     n = int(st.columns(4)[0].number_input("Trials per search", 4, 30, 12, key=K.TUNE_C2F_N))
     spec_c = T.coarse(epochs, max_batches, n)
-    st.caption(f"{n} trials per search: {about(T.estimate_seconds(spec_c, pace))} each on this machine.")
-    if st.button("Run the coarse search", key=K.TUNE_C2F_START, type="primary"):
+    st.caption(f"{n} trials per search: {duration([spec_c])} each on this machine.")
+    if st.button("Run the coarse search", key=K.TUNE_C2F_START, type="primary", **off):
         st.session_state[K.TUNE_C2F_GROUP] = start_group({"coarse": spec_c}, "coarse-to-fine")
         st.session_state.pop(K.TUNE_C2F_CHART, None)  # a selection on the previous search's chart
     found = newest_group(("coarse", "fine"), K.TUNE_C2F_GROUP)
@@ -239,7 +252,7 @@ with c2f:
                         f"learning rate {region['lr'][0]:.3g} – {region['lr'][1]:.3g}, 1 - β1 "
                         f"{region['one_minus_beta1'][0]:.3g} – {region['one_minus_beta1'][1]:.3g} (β1 "
                         f"{1 - region['one_minus_beta1'][1]:.4f} – {1 - region['one_minus_beta1'][0]:.4f}).")
-            if st.button("Start a finer study inside this region", key=K.TUNE_C2F_FINE, type="primary"):
+            if st.button("Start a finer study inside this region", key=K.TUNE_C2F_FINE, type="primary", **off):
                 spec_f = T.fine(coarse_spec, region, coarse_spec.n_trials)
                 tuner.create(f"{coarse_spec.group}-fine", spec_f)
                 st.rerun(scope="app")
@@ -262,8 +275,8 @@ with own:
     name = c3.text_input("Study name (optional)", key=K.TUNE_OWN_NAME, max_chars=60)
     if names:
         spec = make_spec(n, epochs, max_batches, names=names, sampler=sampler, pruner=pruner, lesson="own")
-        st.caption(f"{n} trials: {about(T.estimate_seconds(spec, pace))} on this machine if none is pruned.")
-        if st.button("Start the study", key=K.TUNE_OWN_START, type="primary"):
+        st.caption(f"{n} trials: {duration([spec])} on this machine if none is pruned.")
+        if st.button("Start the study", key=K.TUNE_OWN_START, type="primary", **off):
             try:
                 st.session_state[K.TUNE_VIEW] = tuner.create(name.strip() or f"study-{uuid.uuid4().hex[:6]}", spec)
             except ValueError as e:

@@ -87,6 +87,7 @@ BN_PCT_VIEW = "bn_percentile_view"
 BN_UNIT = "bn_unit"
 
 # Tuning lab (widget keys; TUNE_STUDY_* + a study name for a study's own buttons)
+TUNE = "tune"
 TUNE_EPOCHS = "tune_epochs"
 TUNE_BATCHES = "tune_max_batches"
 TUNE_GVR_START = "tune_gvr_start"

@@ -144,8 +144,9 @@ def table_rows(spec: StudySpec, rows: Sequence[TrialRow]) -> list[dict]:
     return out
 
 
-def stop_resume(tuner: Tuner, names: Sequence[str], key: str) -> None:
-    """Stop while any of these studies runs here; Resume when one has budget left and none runs."""
+def stop_resume(tuner: Tuner, names: Sequence[str], key: str, can_resume: bool = True) -> None:
+    """Stop while any of these studies runs here; Resume when one has budget left and none runs (off while
+    `can_resume` is False: the data is not on disk)."""
     opened = {n: tuner.open(n) for n in names}
     running = [n for n in names if tuner.running(n)]
     left = [n for n, (study, spec) in opened.items() if budget_used(study) < spec.n_trials]
@@ -156,7 +157,7 @@ def stop_resume(tuner: Tuner, names: Sequence[str], key: str) -> None:
                 tuner.stop(n)
             st.rerun(scope="app")
     elif left:
-        if st.button("Resume", key=K.TUNE_RESUME + key, help="Go on where the study stopped."):
+        if st.button("Resume", key=K.TUNE_RESUME + key, help="Go on where the study stopped.", disabled=not can_resume):
             for n in left:
                 tuner.start(n)
             st.rerun(scope="app")
