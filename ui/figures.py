@@ -63,19 +63,20 @@ def loss_figure(runs: Labeled, total_steps: int | None = None) -> go.Figure:
     fig, several = go.Figure(), len(runs) > 1
     for i, (label, snap) in enumerate(runs):
         c, name = PALETTE[i % len(PALETTE)], escape_label(short_name(str(label)))
+        group = f"run{i}" if several else None  # one legend entry toggles all of a run's lines
         if snap.step_losses:
             steps, losses = zip(*snap.step_losses)
             fig.add_scatter(x=steps, y=losses, mode=_mode(len(steps)), name=name if several else "per step",
-                            legendgroup=f"run{i}" if several else None, line=dict(color=c, width=1.5),
+                            legendgroup=group, line=dict(color=c, width=1.5),
                             hovertemplate="step %{x}<br>loss %{y:.4f}<extra>%{fullData.name}</extra>")
         if snap.history:
-            fig.add_scatter(x=[h.epoch * snap.steps_per_epoch for h in snap.history], y=[h.train_loss for h in snap.history],
-                            mode="markers+lines", name=name if several else "epoch mean", legendgroup=f"run{i}" if several else None,
+            fig.add_scatter(x=[h.epoch * snap.steps_per_epoch for h in snap.history],
+                            y=[h.train_loss for h in snap.history], mode="markers+lines",
+                            name=name if several else "epoch mean", legendgroup=group,
                             showlegend=not several or not snap.step_losses, line=dict(color=c, dash="dot"),
                             marker=dict(size=8, symbol="diamond"), customdata=[h.epoch for h in snap.history],
                             hovertemplate="epoch %{customdata}<br>mean loss %{y:.4f}<extra>%{fullData.name}</extra>")
-    title = "Training loss" + (" (line: per step, ◆: epoch mean)" if several else "")
-    _layout(fig, title, "step", "cross-entropy")
+    _layout(fig, "Training loss" + (" (line: per step, ◆: epoch mean)" if several else ""), "step", "cross-entropy")
     if total_steps:
         fig.update_xaxes(range=[0, total_steps])
     if not any(s.step_losses or s.history for _, s in runs):
@@ -91,12 +92,14 @@ def accuracy_figure(runs: Labeled, epochs: int | None = None) -> go.Figure:
     values = []
     for i, (label, snap) in enumerate(runs):
         c, name = PALETTE[i % len(PALETTE)], escape_label(short_name(str(label)))
+        group = f"run{i}" if several else None  # one legend entry toggles all of a run's lines
         ep = [h.epoch for h in snap.history]
         test, train = [h.test_acc for h in snap.history], [h.train_acc for h in snap.history]
         values += test + train
-        fig.add_scatter(x=ep, y=test, mode="lines+markers", name=name if several else "test", legendgroup=f"run{i}" if several else None,
-                        line=dict(color=c), hovertemplate="epoch %{x}<br>test acc %{y:.2%}<extra>%{fullData.name}</extra>")
-        fig.add_scatter(x=ep, y=train, mode="lines+markers", name=name if several else "train", legendgroup=f"run{i}" if several else None,
+        fig.add_scatter(x=ep, y=test, mode="lines+markers", name=name if several else "test", legendgroup=group,
+                        line=dict(color=c),
+                        hovertemplate="epoch %{x}<br>test acc %{y:.2%}<extra>%{fullData.name}</extra>")
+        fig.add_scatter(x=ep, y=train, mode="lines+markers", name=name if several else "train", legendgroup=group,
                         showlegend=not several, line=dict(color=c, dash="dash"),
                         hovertemplate="epoch %{x}<br>train acc %{y:.2%}<extra>%{fullData.name}</extra>")
     percent_axis(fig, values)
@@ -180,11 +183,11 @@ def arm_band_figure(arms: dict[str, list[RunSnapshot]], metric: str, epochs: int
         ys = np.array([[d[x] for x in xs] for d in series])  # (seeds, points)
         values += ys.flatten().tolist()
         if len(series) > 1:
-            fig.add_scatter(x=xs + xs[::-1], y=list(ys.max(0)) + list(ys.min(0))[::-1], fill="toself", line=dict(width=0),
-                            fillcolor=c, opacity=0.2, hoverinfo="skip", showlegend=False)
+            fig.add_scatter(x=xs + xs[::-1], y=list(ys.max(0)) + list(ys.min(0))[::-1], fill="toself",
+                            line=dict(width=0), fillcolor=c, opacity=0.2, hoverinfo="skip", showlegend=False)
         fmt = ".2%" if metric != "loss" else ".4f"
-        fig.add_scatter(x=xs, y=ys.mean(0), mode=_mode(len(xs)) if metric == "loss" else "lines+markers", line=dict(color=c),
-                        name=f"{label} (mean of {len(series)})" if len(series) > 1 else label,
+        fig.add_scatter(x=xs, y=ys.mean(0), mode=_mode(len(xs)) if metric == "loss" else "lines+markers",
+                        line=dict(color=c), name=f"{label} (mean of {len(series)})" if len(series) > 1 else label,
                         hovertemplate=f"%{{x}}: %{{y:{fmt}}}<extra>%{{fullData.name}}</extra>")
     if metric == "loss":
         _layout(fig, "Training loss per step (band: min-max over seeds)", "step", "cross-entropy")
@@ -193,7 +196,8 @@ def arm_band_figure(arms: dict[str, list[RunSnapshot]], metric: str, epochs: int
             waiting(fig, "Waiting for the first training steps…")
         return fig
     percent_axis(fig, values)
-    fig.update_xaxes(dtick=1, range=[0.5, max(epochs or 1, max((len(s.history) for v in arms.values() for s in v), default=1)) + 0.5])
+    done = max((len(s.history) for snaps in arms.values() for s in snaps), default=1)
+    fig.update_xaxes(dtick=1, range=[0.5, max(epochs or 1, done) + 0.5])
     _layout(fig, "Test accuracy per epoch (band: min-max over seeds)", "epoch", "test accuracy")
     return waiting(fig, "Waiting for the first epoch to end…") if not values else fig
 
