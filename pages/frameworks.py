@@ -7,8 +7,9 @@ from core.engine.data import dataset_spec, num_batches
 from core.lessons.frameworks import (GROUP_PREFIX, compare_twins, defaults_table, keras_defaults_value, keras_listing,
                                      pytorch_listing, read_live_defaults, start_framework_twins, twin_runs)
 from ui import keys as K
+from ui.data import blocked_help, data_check, data_line, data_notice
 from ui.figures import accuracy_figure, loss_figure
-from ui.registry import get_store
+from ui.registry import BROKEN, get_store, plain
 
 SWITCH_LABELS = {"init": "initial weights", "bn_momentum": "BatchNorm momentum", "bn_eps": "BatchNorm ε",
                  "adam_eps": "Adam ε (value and place)", "logits": "where softmax lives"}
@@ -19,6 +20,8 @@ st.markdown("The course gives its MNIST network twice. Both listings below are t
             "run store as every PyTorch run (its weights are saved converted to the PyTorch model's names, so the "
             "Runs and Draw pages use it like any other run).")
 store = get_store()
+data = data_check("mnist")  # the twin runs train on MNIST; the listings and the defaults table need no data
+data_line(data, "*Train both*", "under *Train both* below")
 
 left, right = st.columns(2)
 for col, listing in ((left, pytorch_listing()), (right, keras_listing())):
@@ -41,14 +44,19 @@ st.table([{"default": r["name"], "PyTorch": r["pytorch"], "Keras": r["keras"], "
            "switch": r["switch"]} for r in live_rows()])
 
 st.header("Train both")
-with st.container(border=True):
-    c1, c2, c3, c4 = st.columns(4)
-    bn = c1.toggle("BatchNorm", True, key=K.FW_BN)
-    epochs = c2.number_input("Epochs", 1, 10, 2, key=K.FW_EPOCHS)
-    mb = c3.number_input("Batches per epoch (0 = all)", 0, 938, 200, key=K.FW_MAX_BATCHES)
-    seed = c4.number_input("Seed", 0, 1000, 0, key=K.FW_SEED)
-    match = st.toggle("Match the defaults: Keras gets PyTorch's initial weights, BN momentum and ε, Adam ε, and logits "
-                      "into a from_logits loss", key=K.FW_MATCH)
+data_notice(data, "fw")
+# Settings left, the twin set's curves right: after Train both the curves move in view, as on the Train page.
+setup, results = st.columns([2, 3], gap="medium")
+with setup.container(border=True):
+    c1, c2 = st.columns(2)
+    epochs = c1.number_input("Epochs", 1, 10, 2, key=K.FW_EPOCHS)
+    mb = c2.number_input("Batches per epoch (0 = all)", 0, 938, 200, key=K.FW_MAX_BATCHES)
+    c1, c2 = st.columns(2, vertical_alignment="bottom")
+    seed = c1.number_input("Seed", 0, 1000, 0, key=K.FW_SEED)
+    bn = c2.toggle("BatchNorm", True, key=K.FW_BN)
+    match = st.toggle("Match the defaults", key=K.FW_MATCH,
+                      help="Keras gets PyTorch's initial weights, BN momentum and ε, Adam ε (value and place), and "
+                           "logits into a from_logits loss")
     back = None
     if match:
         back = st.radio("Then switch one back to Keras' own", [None, *KERAS_MATCHABLE], horizontal=True,
@@ -60,12 +68,17 @@ with st.container(border=True):
     st.caption(f"Two runs, one after the other, {steps} steps each, the same minibatches. The Keras run takes "
                + (f"PyTorch's {', '.join(SWITCH_LABELS[m] for m in taken)}" if taken else "only Keras' own defaults")
                + f" (keras_defaults = {kd}). Its first epoch includes compiling the training step.")
-    if st.button("Train both", key=K.FW_START, type="primary"):
+    if st.button("Train both", key=K.FW_START, type="primary", disabled=not data.ok, help=blocked_help(data)):
         st.session_state[K.FW_GROUP] = start_framework_twins(store, base, kd)
 
-groups = sorted({r.group for r in store.list() if r.group and r.group.startswith(GROUP_PREFIX)}, reverse=True)
+twin_sets: dict[str, float] = {}  # group -> when its newest run started
+for r in store.list():
+    if r.group and r.group.startswith(GROUP_PREFIX):
+        twin_sets[r.group] = max(twin_sets.get(r.group, 0.0), r.created)
+groups = sorted(twin_sets, key=twin_sets.get, reverse=True)  # the newest set first
 if not groups:
-    st.info("No twin runs yet: press **Train both**. A few batches per epoch make a quick first try.")
+    results.info("No twin runs yet: press **Train both**. The loss and accuracy curves of both runs appear here "
+                 "and move while they train; a few batches per epoch make a quick first try.")
     st.stop()
 if st.session_state.get(K.FW_GROUP) not in groups:
     st.session_state[K.FW_GROUP] = groups[0]
@@ -73,11 +86,12 @@ if st.session_state.get(K.FW_GROUP) not in groups:
 
 def group_label(g: str) -> str:
     runs = twin_runs(store, g)
-    k = runs.get("keras")
-    return f"{g}: Keras {k.config.keras_defaults} defaults, seed {k.config.seed}" if k else g
+    k = runs.get("keras") or next(iter(runs.values()))
+    return (f"Keras defaults: {k.config.keras_defaults} · {'BN' if k.config.batch_norm else 'no BN'} · "
+            f"seed {k.config.seed} · {k.config.epochs} epochs ({g.removeprefix(GROUP_PREFIX)})")
 
 
-group = st.selectbox("Twin set", groups, key=K.FW_GROUP, format_func=group_label)
+group = results.selectbox("Twin set", groups, key=K.FW_GROUP, format_func=group_label)
 live_now = any(r.live for r in twin_runs(store, group).values())
 
 
@@ -86,17 +100,23 @@ def comparison() -> None:
     runs = twin_runs(store, group)
     if any(r.live for r in runs.values()):
         done = sum(not r.live for r in runs.values())
-        st.progress(done / 2, text=f"{done} of 2 runs done · " + " · ".join(f"{fw}: {r.snapshot.status}" for fw, r in runs.items()))
+        st.progress(done / 2, text=f"{done} of 2 runs done · "
+                    + " · ".join(f"{fw}: {r.snapshot.status}" for fw, r in runs.items()))
         if st.button("Stop both", key=K.FW_STOP):
             for r in runs.values():
                 store.stop(r.id)
     for r in runs.values():
-        if r.snapshot.status == "failed":
-            st.error(f"{r.name}: {r.snapshot.error}")
-    pairs = [(("PyTorch" if fw == "pytorch" else f"Keras ({r.config.keras_defaults} defaults)"), r.snapshot) for fw, r in runs.items()]
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(loss_figure(pairs), key="fw_loss", width="stretch")
-    c2.plotly_chart(accuracy_figure(pairs), key="fw_acc", width="stretch")
+        if r.snapshot.status in BROKEN:
+            st.error(f"{plain(r.name)}: {r.snapshot.status}. {plain(r.snapshot.error)}")
+    pairs = [(("PyTorch" if fw == "pytorch" else f"Keras ({r.config.keras_defaults} defaults)"), r.snapshot)
+             for fw, r in runs.items()]
+    # The axes span the whole planned runs from the start: both twins share epochs and minibatches.
+    epochs = max(r.config.epochs for r in runs.values())
+    steps = max(r.config.epochs * num_batches(dataset_spec(r.config.dataset).train_size, r.config.batch_size,
+                                              r.config.max_batches) for r in runs.values())
+    # One above the other: side by side, half a column cuts their titles and legends at 1400 px.
+    st.plotly_chart(loss_figure(pairs, total_steps=steps).update_layout(height=300), key="fw_loss", width="stretch")
+    st.plotly_chart(accuracy_figure(pairs, epochs=epochs).update_layout(height=300), key="fw_acc", width="stretch")
     if "pytorch" in runs and "keras" in runs:
         cmp = compare_twins(runs["pytorch"].snapshot, runs["keras"].snapshot)
         rows = []
@@ -116,4 +136,5 @@ def comparison() -> None:
         st.rerun(scope="app")
 
 
-comparison()
+with results:
+    comparison()

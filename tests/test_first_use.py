@@ -18,12 +18,13 @@ from ui import keys as K
 
 TIMEOUT = 120
 PAGES = ("pages/home.py", "pages/train.py", "pages/runs.py", "pages/batchnorm.py", "pages/tuning.py", "pages/softmax.py",
-         "pages/draw.py")
+         "pages/frameworks.py", "pages/draw.py")
 # Every button that trains, by page: off while the data is missing.
 TRAINING_BUTTONS = {"pages/train.py": [K.TRAIN_START], "pages/batchnorm.py": [K.BN_START, K.BN_SWEEP_START],
                     "pages/softmax.py": [K.SM_RUN_EXPERIMENT, K.SM_TRAIN_BOTH], "pages/draw.py": [K.DRAW_QUICK_TRAIN],
                     "pages/tuning.py": [K.TUNE_GVR_START, K.TUNE_LR_START, K.TUNE_BETA_START, K.TUNE_C2F_START,
-                                        K.TUNE_OWN_START]}
+                                        K.TUNE_OWN_START],
+                    "pages/frameworks.py": [K.FW_START]}
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """AppTest: the Frameworks page (listings, live defaults, a quick twin run), the framework option on the Train
 page, and a Keras run chosen on the Draw page."""
+import json
 import sys
 import types
 
@@ -32,7 +33,8 @@ def test_frameworks_page_twin_run_then_draw_with_the_keras_model(app):
     assert not at.exception
     text = shown(at)
     assert "line 24:" in text and "1.461" in text  # the double softmax, pointed out in the PyTorch listing
-    assert "No twin runs yet" in text
+    assert "No twin runs yet" in text and "is not on disk" not in text
+    assert not at.button(key=K.FW_START).disabled
     table = at.table[0].value
     assert len(table) == 9 and "0.99: weight of the OLD running value" in set(table["Keras"])
     at.number_input(key=K.FW_EPOCHS).set_value(1)
@@ -55,6 +57,11 @@ def test_frameworks_page_twin_run_then_draw_with_the_keras_model(app):
     assert "training losses differ by at most" in shown(at)
     result = at.dataframe[-1].value
     assert list(result["framework"]) == ["PyTorch", "Keras"] and list(result["epochs done"]) == [1, 1]
+    assert all(acc.endswith("%") for acc in result["final test acc"])
+    charts = {json.loads(c.proto.spec)["layout"]["title"]["text"].split(" (")[0]: json.loads(c.proto.spec)["layout"]
+              for c in at.get("plotly_chart")}
+    assert charts["Training loss"]["xaxis"]["range"] == [0, 20]  # the whole planned run: 1 epoch x 20 batches
+    assert charts["Accuracy per epoch"]["yaxis"]["tickformat"].endswith("%")
     # The Keras run on the Draw page, classifying a drawing with the PyTorch model that holds its weights
     at.switch_page("pages/draw.py").run()
     keras_run = next(r for r in store.list() if r.config.framework == "keras")

@@ -5,7 +5,7 @@ import time
 from tests.browser.conftest import page_urls
 
 TRAINING_BUTTONS = ("Start", "Train twins", "Run the sweep", "Run the experiment", "Quick-train a model",
-                    "Run grid and random search")
+                    "Run grid and random search", "Train both")
 
 
 def test_offline_message_on_every_page(offline_server, browser_page, screenshots):
