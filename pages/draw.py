@@ -65,9 +65,12 @@ on_drawings = drawing_accuracies(store, runs)
 labels = {r.id: f"{r.name} · test {r.snapshot.final.test_acc:.2%} · drawings {cell(store, r, on_drawings[r.id])}"
           for r in runs}
 # The default model is the one that reads drawings best (MNIST test accuracy breaks ties and stands in while
-# a model is not measured); it follows newer, better models until the learner picks one.
-best = max(runs, key=lambda r: (on_drawings[r.id] is not None, on_drawings[r.id] or 0.0, r.snapshot.final.test_acc)).id
-if st.session_state.get(K.DRAW_MODEL) not in labels or st.session_state.get(K.DRAW_MODEL) == st.session_state.get(K.DRAW_DEFAULT_MODEL):
+# a model is not measured), never a failed or diverged one while another is there; it follows newer, better
+# models until the learner picks one.
+best = max([r for r in runs if r.snapshot.status not in BROKEN] or runs,
+           key=lambda r: (on_drawings[r.id] is not None, on_drawings[r.id] or 0.0, r.snapshot.final.test_acc)).id
+chosen_before = st.session_state.get(K.DRAW_MODEL)
+if chosen_before not in labels or chosen_before == st.session_state.get(K.DRAW_DEFAULT_MODEL):
     st.session_state[K.DRAW_MODEL] = best
 st.session_state[K.DRAW_DEFAULT_MODEL] = best
 c1, c2 = st.columns([3, 2])

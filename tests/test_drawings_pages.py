@@ -129,3 +129,45 @@ def test_a_failed_build_is_said(app, monkeypatch):
     wait_until(lambda: said() or (app.run() and said()), timeout=60, every=0.2, what="the page to say why")
     assert not app.exception
     assert app.dataframe[0].value[COLUMN][0] in ("–", MEASURING)
+
+
+def test_data_gone_nothing_is_built_and_nothing_claims_to_be_measuring(app, app_env, monkeypatch):
+    """Runs trained earlier, the MNIST files gone since: the set is not built (nor MNIST downloaded behind the
+    learner's back), the column says '–' instead of 'measuring…' for ever, and the quick model's button waits for
+    the data with the page's notice."""
+    import streamlit as st
+
+    trained("earlier", 40)
+    empty = app_env / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("DATA_DIR", str(empty))
+    st.cache_resource.clear()  # a new server start: the store now reads an empty data folder
+
+    def must_not_build(*a, **kw):
+        raise AssertionError("the drawing set was built without the data")
+    monkeypatch.setattr(D, "ready_or_building", must_not_build)
+    app.switch_page("pages/runs.py").run()
+    assert not app.exception
+    assert list(app.dataframe[0].value[COLUMN]) == ["–"]
+    assert not any("Drawing" in c.value for c in app.caption)
+    app.switch_page("pages/draw.py").run()
+    assert not app.exception
+    assert "MNIST is not on disk" in " ".join(e.value for e in app.error)
+    assert app.button(key=K.DRAW_QUICK_TRAIN).disabled
+
+
+def test_draw_page_never_defaults_to_a_diverged_model(app):
+    from ui.registry import get_store
+
+    finished = trained("finished", 40)
+    diverged = trained("diverged later", 40, seed=1)
+    measured_as(finished, 0.80)
+    measured_as(diverged, 0.95)
+    (get_store().root / diverged / "status.json").write_text(json.dumps(
+        {"status": "diverged", "error": "the training loss was nan at step 41"}))
+    import streamlit as st
+    st.cache_resource.clear()  # read the runs again, as after a server start
+    app.switch_page("pages/draw.py").run()
+    assert not app.exception
+    assert get_store().get(diverged).snapshot.status == "diverged"
+    assert app.selectbox(key=K.DRAW_MODEL).value == finished

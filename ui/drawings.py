@@ -3,13 +3,15 @@
 The set is built once per server process, in a background thread (seconds); until it is there, pages show
 what is already known (numbers kept in the run folders) and "measuring…" for the rest, and look again once a
 second. Measuring a run on the built set takes a fraction of a second and happens in the script thread.
+The set is drawn from MNIST's test digits: while they are not on disk nothing is built (nor downloaded behind
+the learner's back: the page's data notice says how to get them) and what is not known shows as "–".
 """
 from __future__ import annotations
 
 import streamlit as st
 
 from core.drawing import drawing_set as D
-from core.engine.data import dataset_spec
+from core.engine.data import check_dataset, dataset_spec
 from core.store.runs import RunInfo, RunStore
 
 COLUMN = "on drawings"  # the runs table's column, next to the MNIST test accuracy
@@ -18,6 +20,10 @@ MEASURING = "measuring…"
 
 def drawings_count() -> int:
     return D.SIZE or dataset_spec("mnist").test_size  # one drawing per MNIST test digit
+
+
+def _data_ok(store: RunStore) -> bool:
+    return check_dataset("mnist", store.data_dir).ok  # a few stat calls and headers: cheap for every view
 
 
 def _ready(store: RunStore) -> bool:
@@ -32,7 +38,7 @@ def drawing_accuracies(store: RunStore, runs: list[RunInfo]) -> dict[str, float 
     """run id -> accuracy on the drawings; None where it is not known (yet): not measurable, or waiting for
     the set. Runs still to be measured are measured here once the set is built."""
     todo = [r for r in runs if D.needs_measuring(store, r)]
-    if todo and _ready(store):
+    if todo and _data_ok(store) and _ready(store):
         with st.spinner(f"Measuring {len(todo)} model(s) on {drawings_count():,} drawings…"):
             for r in todo:
                 D.run_accuracy(store, r.id)
@@ -42,7 +48,7 @@ def drawing_accuracies(store: RunStore, runs: list[RunInfo]) -> dict[str, float 
 def waiting(store: RunStore, runs: list[RunInfo]) -> bool:
     """Whether some of these runs wait for the drawing set, which is not built yet (once it is, the next
     drawing_accuracies call measures them)."""
-    return any(D.needs_measuring(store, r) for r in runs) and not _ready(store)
+    return any(D.needs_measuring(store, r) for r in runs) and _data_ok(store) and not _ready(store)
 
 
 def waiting_notice(store: RunStore) -> None:
@@ -59,4 +65,4 @@ def waiting_notice(store: RunStore) -> None:
 def cell(store: RunStore, info: RunInfo, acc: float | None, digits: int = 1) -> str:
     if acc is not None:
         return f"{acc:.{digits}%}"
-    return MEASURING if D.needs_measuring(store, info) else "–"
+    return MEASURING if D.needs_measuring(store, info) and _data_ok(store) else "–"
