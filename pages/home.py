@@ -35,7 +35,7 @@ for col, (page, label, icon, what) in zip(st.columns(3), STEPS):
 
 st.subheader("Then explore")
 st.page_link("pages/batchnorm.py", label="**BatchNorm lab**: BN / no-BN twins that differ only in BN, seed noise, activations inside the network, train vs eval mode, learning-rate headroom.", icon=":material/compare:")
-st.page_link("pages/tuning.py", label="**Tuning lab**: random vs grid search, the right scale for a learning rate and for Adam's β1, coarse to fine — each a study you run on Optuna, stoppable and resumable.", icon=":material/tune:")
+st.page_link("pages/tuning.py", label="**Tuning lab**: random vs grid search, the right scale for a learning rate and for Adam's β1, coarse to fine, each an Optuna study you can stop and resume.", icon=":material/tune:")
 st.page_link("pages/softmax.py", label="**Softmax explorer**: logits → softmax → cross-entropy → gradient ŷ − y; one-hot vs ordinal labels; sigmoid vs 2-way softmax; the double-softmax bug.", icon=":material/functions:")
 st.page_link("pages/frameworks.py", label="**Frameworks**: the course's network in PyTorch and in Keras side by side, every default that differs, twin runs with the defaults matched one by one.", icon=":material/code:")
 st.caption("Every page in the menu on the left: Train, Runs & evaluation and Draw a digit are the three steps above.")

@@ -61,7 +61,7 @@ if not runs:
 # The columns a learner compares come first, the name is kept narrow: accuracy and seconds are in view at 1400 px.
 TABLE_COLUMNS = {"name": st.column_config.TextColumn("name", width="medium"),
                  "status": st.column_config.TextColumn("status", width="small"),
-                 DRAWINGS_COLUMN: st.column_config.TextColumn(DRAWINGS_COLUMN, width="small",
+                 DRAWINGS_COLUMN: st.column_config.TextColumn(DRAWINGS_COLUMN,  # as wide as its header
                                                               help="accuracy on the Draw page's drawing-like test set"),
                  "lab": st.column_config.TextColumn("lab", width="small",
                                                     help="which lab started it; empty: a run of yours"),
