@@ -159,14 +159,6 @@ def line_figure(x: Sequence[float], series: dict[str, Sequence[float]], title: s
     return _layout(fig, title, xlabel, ylabel)
 
 
-def saliency_overlay(input28: np.ndarray, saliency: np.ndarray, scale: int = 6) -> np.ndarray:
-    """The 28x28 input in grey with the saliency in red on top, scaled up with hard pixel edges: (28*s, 28*s, 3)."""
-    grey = 255 - input28.astype(np.float32)  # dark ink on white, as drawn
-    heat = saliency / max(float(saliency.max()), 1e-12)
-    rgb = np.stack([grey * (1 - heat) + 255 * heat, grey * (1 - heat), grey * (1 - heat)], axis=-1)
-    return np.kron(rgb.clip(0, 255).astype(np.uint8), np.ones((scale, scale, 1), np.uint8))
-
-
 def arm_band_figure(arms: dict[str, list[RunSnapshot]], metric: str, epochs: int | None = None) -> go.Figure:
     """Mean over seeds with a min-max band, per arm. metric: 'loss' (per logged step) or 'test_acc' (per epoch).
     `epochs`: the accuracy chart's x axis spans them from the start."""
