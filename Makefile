@@ -45,7 +45,7 @@ bench-frameworks: setup
 
 draw-latency: setup
 	bash scripts/ensure_chromium.sh
-	$(PY) -m pytest -q -s tests/browser/test_draw.py
+	DRAW_LATENCY_TRAIN_TAB=1 $(PY) -m pytest -q -s tests/browser/test_draw.py
 
 gpu-data:  # gzipped MNIST in .gpu_data/ (git-ignored), small enough to travel to a GPU machine for scripts/gpu_check.sh
 	mkdir -p .gpu_data/MNIST/raw

@@ -187,7 +187,7 @@ def main() -> None:
     BN, TRAINER_CASE = not a.no_bn, a.case
     POLICIES.extend(x for x in a.policies.split(",") if x)
     repeats, batches = a.repeats or (2 if a.quick else 3), a.batches or (150 if a.quick else 300)
-    print(f"{os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.2f}; {batches} BN batches + test "
+    print(f"{os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.2f}; {batches} {'BN' if BN else 'no-BN'} batches + test "
           f"evaluation per epoch; {repeats} repetitions")
     results: dict = {}
     conditions = ["idle"]

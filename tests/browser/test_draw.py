@@ -2,13 +2,19 @@
 
     .venv/bin/python -m pytest -s tests/browser/test_draw.py     # the latency line is printed (and asserted)
 """
+import json
 import math
+import os
 import re
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
+
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PREDICTION = re.compile(r"Prediction: (\d)")
@@ -72,19 +78,13 @@ def core_ms(runs_dir, data_dir) -> float:
     return statistics.median(times) * 1000
 
 
-def test_drawn_digits_are_recognised(server, runs_dir, data_dir, browser_page):
-    # A model trained on real MNIST, inside the test (BN, 2 epochs: a few seconds on a CPU).
-    out = subprocess.run([sys.executable, "-m", "core.train", "--bn", "--epochs", "2", "--runs-dir", str(runs_dir),
-                          "--data-dir", data_dir, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    page = browser_page
-    page.add_init_script(TIMER_JS)
-    page.goto(f"{server}/draw")
-    page.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
+def draw_digits(page) -> tuple[list[float], dict[int, list[int]]]:
+    """Draw each digit of DIGITS twice on the Draw page: (mouse-up -> prediction seconds per stroke, predictions)."""
     latencies, predicted = [], {}
     for digit, strokes in list(DIGITS.items()) * 2:
+        # one canvas: a rerun (a model picked, a drawing-set accuracy arriving) briefly shows the old one beside it
         canvas = page.locator("canvas.upper-canvas")
-        canvas.wait_for(timeout=30_000)
+        wait_until(lambda: canvas.count() == 1, 30, 0.1, "one drawing canvas")
         box = canvas.bounding_box()
         for stroke in strokes:
             draw_stroke(page, box, stroke)
@@ -96,9 +96,80 @@ def test_drawn_digits_are_recognised(server, runs_dir, data_dir, browser_page):
         predicted.setdefault(digit, []).append(int(PREDICTION.search(shown_prediction(page)).group(1)))
         page.get_by_role("button", name="Clear").click()
         page.get_by_text("Draw a digit on the canvas").wait_for(timeout=30_000)
+    return latencies, predicted
+
+
+def report(latencies: list[float], when: str) -> float:
     median_ms = statistics.median(latencies) * 1000
-    print(f"\nmouse-up -> new prediction on screen (next frame, timed in the page): median {median_ms:.0f} ms over {len(latencies)} strokes "
-          f"(min {min(latencies) * 1000:.0f}, max {max(latencies) * 1000:.0f}); the canvas itself waits ~200 ms")
+    print(f"\nmouse-up -> new prediction on screen (next frame, timed in the page){when}: median {median_ms:.0f} ms "
+          f"over {len(latencies)} strokes (min {min(latencies) * 1000:.0f}, max {max(latencies) * 1000:.0f}); "
+          "the canvas itself waits ~200 ms")
+    return median_ms
+
+
+@pytest.fixture(scope="module")
+def draw_page(server, runs_dir, data_dir, browser_page):
+    """The browser page with the latency timer, and a model trained on real MNIST inside the test (BN, 2 epochs:
+    a few seconds on a CPU) for the Draw page to use."""
+    out = subprocess.run([sys.executable, "-m", "core.train", "--bn", "--epochs", "2", "--runs-dir", str(runs_dir),
+                          "--data-dir", data_dir, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    browser_page.add_init_script(TIMER_JS)
+    return browser_page
+
+
+def test_drawn_digits_are_recognised(server, runs_dir, data_dir, draw_page):
+    page = draw_page
+    page.goto(f"{server}/draw")
+    page.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
+    latencies, predicted = draw_digits(page)
+    median_ms = report(latencies, "")
     print(f"preprocessing + inference of one drawing, in process: median {core_ms(runs_dir, data_dir):.2f} ms")
     assert predicted == {d: [d, d] for d in DIGITS}, predicted
     assert median_ms < 1000  # the 300 ms target is reported above; this only catches a broken update path
+
+
+def start_long_run(train, server: str) -> None:
+    """Start a run from the Train page, long enough to outlast the drawing, and wait until it trains."""
+    train.goto(f"{server}/train")
+    epochs = train.get_by_label("Epochs", exact=True)
+    epochs.fill("100", timeout=60_000)
+    epochs.press("Enter")
+    train.wait_for_timeout(1000)  # the rerun that takes the new value
+    train.get_by_role("button", name="Start", exact=True).click(timeout=60_000)
+    train.get_by_role("button", name="Pause").wait_for(timeout=60_000)  # the run is live
+
+
+def running(runs_dir: Path) -> list[str]:
+    """Runs the server is training, read from their status files (a second RunStore could act on them)."""
+    return [d.name for d in runs_dir.iterdir() if (d / "status.json").is_file()
+            and json.loads((d / "status.json").read_text()).get("status") == "running"]
+
+
+TRAIN_TAB_OPEN = pytest.mark.skipif(not os.environ.get("DRAW_LATENCY_TRAIN_TAB"), reason=(
+    "a measurement, not a check: with the Train tab's live charts redrawn in the same headless browser, set "
+    "DRAW_LATENCY_TRAIN_TAB=1 (make draw-latency does)"))
+
+
+@pytest.mark.parametrize("train_tab", ["closed", pytest.param("open", marks=TRAIN_TAB_OPEN)])
+def test_drawing_while_a_run_trains_in_the_server(server, runs_dir, draw_page, train_tab):
+    """The same strokes while the server trains a run started from the Train page: the trainer thread and the
+    Draw page share the server process and the cores (the CPU policy's case). Closed, the run goes on in the
+    background; open, its live charts redraw in the same browser and server too (headless Chromium paints a tab
+    that a desktop browser would leave unpainted behind another)."""
+    train = draw_page.context.new_page()
+    try:
+        start_long_run(train, server)
+        if train_tab == "closed":
+            train.close()
+        page = draw_page
+        page.goto(f"{server}/draw")
+        page.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
+        latencies, predicted = draw_digits(page)
+        assert running(runs_dir), "the run stopped before the drawing ended"
+        # every stroke got its prediction within draw_digits' deadline; the latency is reported, not asserted:
+        # it depends on the machine and its load (benchmarks/README.md)
+        report(latencies, f", a run training in the server, its Train tab {train_tab}")
+        assert sorted(predicted) == sorted(DIGITS)
+    finally:
+        train.close()
