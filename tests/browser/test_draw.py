@@ -78,13 +78,22 @@ def core_ms(runs_dir, data_dir) -> float:
     return statistics.median(times) * 1000
 
 
+def open_draw_page(page, server: str) -> None:
+    """The Draw page, once it has settled: on a server's first visit it draws the drawing-like test set in the
+    background and reruns itself when the set is there (ui/drawings.py), which would cut into the strokes."""
+    page.goto(f"{server}/draw")
+    page.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
+    building = page.get_by_text("as mouse strokes on the canvas, to measure the models")
+    wait_until(lambda: building.count() == 0, 240, 0.5, "the drawing-like test set and the page's rerun")
+
+
 def draw_digits(page) -> tuple[list[float], dict[int, list[int]]]:
     """Draw each digit of DIGITS twice on the Draw page: (mouse-up -> prediction seconds per stroke, predictions)."""
     latencies, predicted = [], {}
     for digit, strokes in list(DIGITS.items()) * 2:
-        # one canvas: a rerun (a model picked, a drawing-set accuracy arriving) briefly shows the old one beside it
-        canvas = page.locator("canvas.upper-canvas")
-        wait_until(lambda: canvas.count() == 1, 30, 0.1, "one drawing canvas")
+        # the newest canvas: after Clear (a new key mounts a fresh canvas) the old one may still be in the page
+        canvas = page.locator("canvas.upper-canvas").last
+        canvas.wait_for(timeout=30_000)
         box = canvas.bounding_box()
         for stroke in strokes:
             draw_stroke(page, box, stroke)
@@ -120,8 +129,7 @@ def draw_page(server, runs_dir, data_dir, browser_page):
 
 def test_drawn_digits_are_recognised(server, runs_dir, data_dir, draw_page):
     page = draw_page
-    page.goto(f"{server}/draw")
-    page.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
+    open_draw_page(page, server)
     latencies, predicted = draw_digits(page)
     median_ms = report(latencies, "")
     print(f"preprocessing + inference of one drawing, in process: median {core_ms(runs_dir, data_dir):.2f} ms")
@@ -163,8 +171,7 @@ def test_drawing_while_a_run_trains_in_the_server(server, runs_dir, draw_page, t
         if train_tab == "closed":
             train.close()
         page = draw_page
-        page.goto(f"{server}/draw")
-        page.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
+        open_draw_page(page, server)
         latencies, predicted = draw_digits(page)
         assert running(runs_dir), "the run stopped before the drawing ended"
         # every stroke got its prediction within draw_digits' deadline; the latency is reported, not asserted:
