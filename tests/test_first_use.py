@@ -13,7 +13,7 @@ from core import TrainConfig
 from core.engine.data import RAW_FILES, check_dataset
 from core.engine.snapshot import EpochMetrics, RunSnapshot
 from core.store.runs import RunInfo
-from tests.waiting import wait_until
+from tests.waiting import texts, wait_ended, wait_until
 from ui import keys as K
 
 TIMEOUT = 120
@@ -39,15 +39,6 @@ def offline(app_env, monkeypatch):
     empty.mkdir()
     monkeypatch.setenv("DATA_DIR", str(empty))
     return empty
-
-
-def texts(at) -> str:
-    return " ".join(str(e.value) for coll in (at.markdown, at.caption, at.info, at.warning, at.error, at.success,
-                                               at.metric) for e in coll)
-
-
-def wait_ended(store):
-    wait_until(lambda: not any(r.live for r in store.list()), TIMEOUT, 0.05, "every run to end")
 
 
 # --- the data, checked before anything trains ---------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import TrainConfig
-from tests.waiting import wait_until
+from tests.waiting import texts, wait_ended, wait_until
 from ui import keys as K
 from ui.registry import plain
 
@@ -17,15 +17,6 @@ TIMEOUT = 120
 @pytest.fixture
 def app(app_env):
     return AppTest.from_file("../app.py", default_timeout=TIMEOUT)
-
-
-def texts(at) -> str:
-    return " ".join(str(e.value) for coll in (at.markdown, at.caption, at.info, at.warning, at.error, at.success,
-                                               at.metric) for e in coll)
-
-
-def wait_ended(store):
-    wait_until(lambda: not any(r.live for r in store.list()), TIMEOUT, 0.05, "every run to end")
 
 
 def test_damaged_and_failed_runs_shown_and_deleted_in_one_action(app, monkeypatch):
