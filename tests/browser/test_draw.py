@@ -87,13 +87,26 @@ def open_draw_page(page, server: str) -> None:
     wait_until(lambda: building.count() == 0, 240, 0.5, "the drawing-like test set and the page's rerun")
 
 
+# Every drawing surface in the page (they sit in shadow roots): its size and whether it is laid out.
+CANVASES = """() => { const found = [];
+  const walk = root => root.querySelectorAll('*').forEach(e => {
+    if (e.matches('canvas.upper-canvas')) { const r = e.getBoundingClientRect();
+      found.push({w: r.width, h: r.height, top: r.top, connected: e.isConnected, shown: !!e.offsetParent}); }
+    if (e.shadowRoot) walk(e.shadowRoot); });
+  walk(document); return found; }"""
+
+
 def draw_digits(page) -> tuple[list[float], dict[int, list[int]]]:
     """Draw each digit of DIGITS twice on the Draw page: (mouse-up -> prediction seconds per stroke, predictions)."""
     latencies, predicted = [], {}
     for digit, strokes in list(DIGITS.items()) * 2:
-        # the newest canvas: after Clear (a new key mounts a fresh canvas) the old one may still be in the page
-        canvas = page.locator("canvas.upper-canvas").last
-        canvas.wait_for(timeout=30_000)
+        # the newest visible canvas: after Clear (a new key mounts a fresh canvas) the old one may still be in the
+        # page, hidden, and on a busy server a hidden one has been seen to stay there, last, for over 30 s
+        canvas = page.locator("canvas.upper-canvas").filter(visible=True).last
+        try:
+            canvas.wait_for(timeout=30_000)
+        except Exception as e:
+            raise AssertionError(f"no visible canvas; canvases in the page: {page.evaluate(CANVASES)}") from e
         box = canvas.bounding_box()
         for stroke in strokes:
             draw_stroke(page, box, stroke)

@@ -49,9 +49,13 @@ def test_train_page_live_in_view_and_seen_by_another_tab(server, browser_context
     batch.press("Enter")
     page.wait_for_timeout(1000)  # the rerun that takes the new value
     page.get_by_role("button", name="Start").click()
-    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].filter(g => g._fullLayout)"
-                           ".length >= 2", timeout=60_000)
-    first = charts(page)
+    # both live charts drawn: a plot that plotly is still laying out has a layout without its title yet
+    # both live charts drawn, read in the same frame as the check (a plot that plotly is still laying out has a
+    # layout without its title yet)
+    drawn = page.wait_for_function(f"() => {{ const cs = ({CHARTS})(); return cs.filter(c => c.title.startsWith("
+                                   "'Training loss') || c.title === 'Accuracy per epoch').length >= 2 && cs; }",
+                                   timeout=60_000)
+    first = {c["title"]: c for c in drawn.json_value()}
     assert "Accuracy per epoch" in first, first
     acc = first["Accuracy per epoch"]
     assert acc["points"] == 0, "the first epoch cannot have ended yet"  # the state before data, seen
