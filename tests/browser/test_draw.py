@@ -176,14 +176,17 @@ TRAIN_TAB_OPEN = pytest.mark.skipif(not os.environ.get("DRAW_LATENCY_TRAIN_TAB")
 def test_drawing_while_a_run_trains_in_the_server(server, runs_dir, draw_page, train_tab):
     """The same strokes while the server trains a run started from the Train page: the trainer thread and the
     Draw page share the server process and the cores (the CPU policy's case). Closed, the run goes on in the
-    background; open, its live charts redraw in the same browser and server too (headless Chromium paints a tab
-    that a desktop browser would leave unpainted behind another)."""
+    background; open, behind the Draw tab, its live charts redraw in the same browser and server too (headless
+    Chromium paints a tab that a desktop browser would leave unpainted behind another)."""
     train = draw_page.context.new_page()
     try:
         start_long_run(train, server)
         if train_tab == "closed":
             train.close()
         page = draw_page
+        # the tab a person draws in is the front one; left behind the newer Train tab, Chromium throttles the Draw
+        # tab's timers (the canvas' debounce among them) to about one a second: 1.0-1.1 s a stroke, measured
+        page.bring_to_front()
         open_draw_page(page, server)
         latencies, predicted = draw_digits(page)
         assert running(runs_dir), "the run stopped before the drawing ended"
