@@ -63,7 +63,8 @@ def test_default_stroke_gives_an_mnist_like_input(case, mnist_range):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.xfail(strict=True, reason="core/drawing/preprocess.py keeps the drawn stroke width: the slider's 6 px on "
-                   "a 200 px digit becomes 0.6-1.0 px after scaling, below MNIST's 5th percentile (~1.7 px)")
+                   "a 200 px digit becomes 0.6-1.0 px after scaling, below MNIST's 5th percentile (~1.7 px); "
+                   "redrawing thin strokes wider did not raise accuracy on drawings (benchmarks/README.md)")
 def test_thinnest_stroke_gives_an_mnist_like_input(case, mnist_range):
     lo, hi = mnist_range
     assert lo <= stroke_width(preprocess(canvas(CASES[case], THINNEST)).centered)[0] <= hi
