@@ -4,6 +4,7 @@ under each CPU threading policy (core/engine/cpu.py).
 
     .venv/bin/python benchmarks/bench_busy.py            # 3 repetitions of everything
     .venv/bin/python benchmarks/bench_busy.py --quick    # 2 repetitions of 150 batches, one browser run a policy
+    .venv/bin/python benchmarks/bench_busy.py --policies auto,2,2:passive --no-course --no-browser   # policies only
 
 Each measurement is a fresh process training one BN epoch capped at --batches batches, plus the test
 evaluation. The collapse this guards against is erratic, so every row reports the worst repetition as well
@@ -26,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BN, TRAINER_CASE = True, "trainer"
+BN, TRAINER_CASE, COURSE = True, "trainer", True
 BENCH_TRAIN = ROOT / "benchmarks" / "bench_train.py"
 
 
@@ -70,7 +71,7 @@ def hogs(n: int):
 
 def cases() -> list[tuple[str, str, str | None]]:
     """(label, bench_train case, CPU_THREADS policy)"""
-    out = [("course pipeline (torch defaults)", "original", None)]
+    out = [("course pipeline (torch defaults)", "original", None)] if COURSE else []
     return out + [(f"project trainer, CPU_THREADS={p}", TRAINER_CASE, p) for p in policies()]
 
 
@@ -182,9 +183,10 @@ def main() -> None:
     p.add_argument("--case", default="trainer", help="bench_train.py case for the project trainer")
     p.add_argument("--no-bn", action="store_true")
     p.add_argument("--no-browser", action="store_true", help="skip the Chromium + Train page case")
+    p.add_argument("--no-course", action="store_true", help="skip the course pipeline (minutes an epoch when busy)")
     a = p.parse_args()
-    global BN, TRAINER_CASE
-    BN, TRAINER_CASE = not a.no_bn, a.case
+    global BN, TRAINER_CASE, COURSE
+    BN, TRAINER_CASE, COURSE = not a.no_bn, a.case, not a.no_course
     POLICIES.extend(x for x in a.policies.split(",") if x)
     repeats, batches = a.repeats or (2 if a.quick else 3), a.batches or (150 if a.quick else 300)
     print(f"{os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.2f}; {batches} {'BN' if BN else 'no-BN'} batches + test "
