@@ -4,7 +4,8 @@
 
 Exit status: 0 finished; 1 failed or diverged; 2 bad settings or an unusable runs folder; 130 (143) stopped by
 Ctrl-C (SIGTERM). The first Ctrl-C stops the run after the current batch and waits for it to save; a second one
-only says so; a third quits at once (the files stay loadable: every write is atomic).
+only says so; a third quits at once (the files stay loadable: every write is atomic). Once the run is saved,
+signals are ignored while the process exits.
 """
 from __future__ import annotations
 
@@ -109,4 +110,10 @@ class _StopOnSignals:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # The run has ended and is saved. As Python shuts down it puts its own signal handlers back to the default,
+    # and a Ctrl-C then would kill the process (exit status -2) instead of ending it with this status: from here
+    # on, signals are ignored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(status)

@@ -66,6 +66,28 @@ def test_double_ctrl_c_in_the_command_line(tmp_path, data_dir):
     assert_stopped_and_loadable(runs, data_dir)
 
 
+def test_ctrl_c_while_the_command_line_exits(tmp_path, data_dir):
+    """Ctrl-C after Ctrl-C once the run is saved, until Python has shut down: the exit status is still the
+    command's own (130 once a Ctrl-C arrived before it returned), never death by SIGINT (-2)."""
+    runs, log = tmp_path / "runs", tmp_path / "cli.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "core.train", "--max-batches", "2", "--epochs", "1",
+                                 "--runs-dir", str(runs), "--data-dir", data_dir], cwd=ROOT, stderr=err)
+        try:
+            wait_until(lambda: "saved to" in log.read_text() or proc.poll() is not None, 180, 0.01, "the run saved")
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:  # Ctrl-C all the way to the process' end
+                proc.send_signal(signal.SIGINT)
+                time.sleep(0.005)
+            rc = proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    out = log.read_text()
+    assert rc in (0, 130), out
+    assert "Traceback" not in out
+
+
 def test_sigterm_to_the_server_during_a_run(tmp_path, data_dir):
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package to run the browser tests")
