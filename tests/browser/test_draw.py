@@ -101,7 +101,7 @@ def draw_digits(page) -> tuple[list[float], dict[int, list[int]]]:
     latencies, predicted = [], {}
     for digit, strokes in list(DIGITS.items()) * 2:
         # the newest visible canvas: after Clear (a new key mounts a fresh canvas) the old one may still be in the
-        # page, hidden, and on a busy server a hidden one has been seen to stay there, last, for over 30 s
+        # page, hidden
         canvas = page.locator("canvas.upper-canvas").filter(visible=True).last
         try:
             canvas.wait_for(timeout=30_000)

@@ -52,7 +52,6 @@ def test_train_page_live_in_view_and_seen_by_another_tab(server, browser_context
     batch.press("Enter")
     page.wait_for_timeout(1000)  # the rerun that takes the new value
     page.get_by_role("button", name="Start").click()
-    # both live charts drawn: a plot that plotly is still laying out has a layout without its title yet
     # both live charts drawn, read in the same frame as the check (a plot that plotly is still laying out has a
     # layout without its title yet)
     drawn = page.wait_for_function(f"() => {{ const cs = ({CHARTS})(); return cs.filter(c => c.title.startsWith("
