@@ -3,6 +3,7 @@ in a real subprocess: the process exits with 0 or 130, the run is recorded "stop
 
 The server test starts a run the way a learner does, through the Train page in Chromium (Playwright): a run can
 only be started inside the server's process, and the page is the real path to it; no test-only switch."""
+import contextlib
 import json
 import os
 import signal
@@ -42,23 +43,30 @@ def assert_stopped_and_loadable(runs: Path, data_dir: str) -> None:
     assert json.loads((runs / run.id / "status.json").read_text())["status"] == "stopped"
 
 
-def test_double_ctrl_c_in_the_command_line(tmp_path, data_dir):
-    runs, log = tmp_path / "runs", tmp_path / "cli.log"
+@contextlib.contextmanager
+def command_line(runs: Path, log: Path, data_dir: str, *args: str):
+    """`python -m core.train ARGS` training into `runs`, its progress written to `log`; killed if still running."""
     with open(log, "w") as err:
-        # Batches of 2000 images through 2000x2000 take about a second each here, so the second Ctrl-C
-        # surely arrives while the run is still finishing its batch.
-        proc = subprocess.Popen([sys.executable, "-m", "core.train", "--hidden", "2000,2000", "--batch-size", "2000",
-                                 "--max-batches", "2", "--epochs", "200", "--runs-dir", str(runs),
+        proc = subprocess.Popen([sys.executable, "-m", "core.train", *args, "--runs-dir", str(runs),
                                  "--data-dir", data_dir], cwd=ROOT, stderr=err)
         try:
-            wait_until(lambda: one_run_with_weights(runs) or proc.poll() is not None, 180, 0.05, "an epoch saved")
-            proc.send_signal(signal.SIGINT)
-            time.sleep(0.1)
-            proc.send_signal(signal.SIGINT)  # impatient: the second Ctrl-C while the run is stopping
-            rc = proc.wait(120)
+            yield proc
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_double_ctrl_c_in_the_command_line(tmp_path, data_dir):
+    runs, log = tmp_path / "runs", tmp_path / "cli.log"
+    # Batches of 2000 images through 2000x2000 take about a second each here, so the second Ctrl-C
+    # surely arrives while the run is still finishing its batch.
+    with command_line(runs, log, data_dir, "--hidden", "2000,2000", "--batch-size", "2000", "--max-batches", "2",
+                      "--epochs", "200") as proc:
+        wait_until(lambda: one_run_with_weights(runs) or proc.poll() is not None, 180, 0.05, "an epoch saved")
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)  # impatient: the second Ctrl-C while the run is stopping
+        rc = proc.wait(120)
     out = log.read_text()
     assert rc in (0, 130), out
     assert "Traceback" not in out and "terminate called" not in out
@@ -70,19 +78,13 @@ def test_ctrl_c_while_the_command_line_exits(tmp_path, data_dir):
     """Ctrl-C after Ctrl-C once the run is saved, until Python has shut down: the exit status is still the
     command's own (130 once a Ctrl-C arrived before it returned), never death by SIGINT (-2)."""
     runs, log = tmp_path / "runs", tmp_path / "cli.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "core.train", "--max-batches", "2", "--epochs", "1",
-                                 "--runs-dir", str(runs), "--data-dir", data_dir], cwd=ROOT, stderr=err)
-        try:
-            wait_until(lambda: "saved to" in log.read_text() or proc.poll() is not None, 180, 0.01, "the run saved")
-            deadline = time.monotonic() + 60
-            while proc.poll() is None and time.monotonic() < deadline:  # Ctrl-C all the way to the process' end
-                proc.send_signal(signal.SIGINT)
-                time.sleep(0.005)
-            rc = proc.wait(60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with command_line(runs, log, data_dir, "--max-batches", "2", "--epochs", "1") as proc:
+        wait_until(lambda: "saved to" in log.read_text() or proc.poll() is not None, 180, 0.01, "the run saved")
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:  # Ctrl-C all the way to the process' end
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.005)
+        rc = proc.wait(60)
     out = log.read_text()
     assert rc in (0, 130), out
     assert "Traceback" not in out
