@@ -189,7 +189,9 @@ def main() -> None:
     BN, TRAINER_CASE, COURSE = not a.no_bn, a.case, not a.no_course
     POLICIES.extend(x for x in a.policies.split(",") if x)
     repeats, batches = a.repeats or (2 if a.quick else 3), a.batches or (150 if a.quick else 300)
-    print(f"{os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.2f}; {batches} {'BN' if BN else 'no-BN'} batches + test "
+    from core.engine.precision import cpu_model
+
+    print(f"CPU: {cpu_model()}; {os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.2f}; {batches} {'BN' if BN else 'no-BN'} batches + test "
           f"evaluation per epoch; {repeats} repetitions")
     results: dict = {}
     conditions = ["idle"]

@@ -51,6 +51,8 @@ with left:
     if config is not None:
         guess = estimate(store.list(), [config])
         st.caption(f"{guess.describe()} on this machine ({guess.basis}).")
+        if config.precision_choice is not None:
+            st.caption(f"Arithmetic: {config.precision_choice.describe()}.")
     if st.button("Start", icon=":material/play_arrow:", key=K.TRAIN_START, type="primary",
                  disabled=config is None or not data.ok, help=blocked_help(data)):
         start(config)

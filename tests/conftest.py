@@ -8,6 +8,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SHARED_DATA = ROOT.parent / "shared" / "datasets"
 DATA_DIR = Path(os.environ.get("DATA_DIR") or (SHARED_DATA if SHARED_DATA.exists() else ROOT / "data"))
+# precision="auto" means float32 in every test and every server a test starts, on any CPU: no test measures this
+# machine's speed unless it asks (tests/test_precision.py), and no test depends on which arithmetic is faster here.
+os.environ["PRECISION_AUTO"] = "fp32"
 
 
 @pytest.fixture(scope="session")

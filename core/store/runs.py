@@ -341,6 +341,8 @@ class RunStore:
         `tags`: JSON-ready facts kept with the run's settings (a tuning study's name and trial number)."""
         config.validate()
         name = check_name(name) if name is not None else config.label()
+        if config.precision_choice is not None:  # "auto" was asked for: what it chose here, and why
+            tags = {**(tags or {}), "precision_auto": config.precision_choice.describe()}
         with self._lock:
             if not allow_duplicate and (dup := self.find_live(config)):
                 raise DuplicateRunError(f"An identical run is already training: {dup.name} ({dup.id}).")
