@@ -147,7 +147,7 @@ def torch_breakdown(bn: bool, data_dir: str) -> dict:
     from core.engine.data import iterate_batches, load_dataset
     from core.engine.models import build_model
     from core.engine.optimizers import build_optimizer
-    from core.engine.trainer import evaluate
+    from core.engine.torch_loop import evaluate
 
     torch.set_flush_denormal(True)
     d = load_dataset("mnist", data_dir)

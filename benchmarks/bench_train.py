@@ -92,11 +92,11 @@ def project_trainer(bn: bool, epochs: int, seed: int, data_dir: str, poll: bool 
     inside the same run: a ratio that does not depend on how busy the machine was."""
     from core.lessons.batchnorm import BNProbe
     from core.engine.config import TrainConfig
+    from core.engine.control import RunControl
     from core.store.runs import RunStore, _Persist
-    from core.engine.trainer import Trainer
 
     spent: dict[str, float] = {}
-    time_methods(Trainer, ["_publish"], spent, "snapshots")
+    time_methods(RunControl, ["publish"], spent, "snapshots")
     time_methods(_Persist, ["on_status", "on_steps", "on_epoch_end", "on_end"], spent, "persistence")
     time_methods(BNProbe, ["before_step", "_hook", "after_backward"], spent, "probe")
 
@@ -141,7 +141,7 @@ def bare_loop(bn: bool, epochs: int, seed: int, data_dir: str) -> list[float]:
     from core.engine.config import TrainConfig
     from core.engine.data import iterate_batches, load_dataset
     from core.engine.models import build_model
-    from core.engine.trainer import evaluate
+    from core.engine.torch_loop import evaluate
 
     torch.set_flush_denormal(True)
     data = load_dataset("mnist", data_dir)
@@ -171,7 +171,7 @@ def reference_loop(bn: bool, epochs: int, seed: int, data_dir: str, fused: bool 
     import torch
     import torch.nn.functional as F
     from core.engine.data import load_dataset, normalize
-    from core.engine.trainer import evaluate
+    from core.engine.torch_loop import evaluate
 
     torch.set_flush_denormal(True)
     data = load_dataset("mnist", data_dir)

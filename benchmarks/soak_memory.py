@@ -39,10 +39,11 @@ def soak(case: str, cycles: int, data_dir: str | None) -> dict:
     from core.store import runs
 
     if case == "keep":  # the store before this change: every trainer kept its model after the run ended
-        class KeepingTrainer(runs.Trainer):
-            def __init__(self, *a, **k):
-                super().__init__(*a, **{**k, "keep_model": True})
-        runs.Trainer = KeepingTrainer
+        from core.engine.executor import InProcessExecutor
+        from core.engine.trainer import Trainer
+
+        InProcessExecutor.launch = lambda self, config, listener, probe=None: Trainer(
+            config, data_dir=self.data_dir, listener=listener, probe=probe, keep_model=True).start()
     config = TrainConfig(hidden=(2000, 2000), max_batches=4, epochs=3)
     rss = []
     with tempfile.TemporaryDirectory() as tmp:

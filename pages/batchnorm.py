@@ -4,12 +4,13 @@ import streamlit as st
 from core import TrainConfig, WeightsError
 from dataclasses import replace
 
-from core.lessons.batchnorm import (DEFAULT_SEEDS, LR_SWEEP, MAX_SEEDS, MIN_SEEDS_FOR_VERDICT, LabGroup, bn_parameters,
+from core.lessons.batchnorm import (DEFAULT_SEEDS, LR_SWEEP, MAX_SEEDS, MIN_SEEDS_FOR_VERDICT, bn_parameters,
                                     group_runs, lab_groups, noise_verdict, read_probe, seed_pairs,
                                     standard_normal_percentiles, start_lr_sweep, start_twins, summarize_arm,
                                     train_vs_eval)
 from core.engine.data import dataset_spec
 from core.lessons.evaluation import class_shares, one_class_answer
+from core.store.groups import LabKind
 from core.store.pace import estimate
 from ui import keys as K
 from ui.data import blocked_help, data_check, data_line, data_notice
@@ -33,7 +34,7 @@ with st.container(border=True):
     mb = c4.number_input("Batches per epoch (0 = all)", 0, 938, 0, key=K.BN_MAX_BATCHES)
     base = TrainConfig(epochs=int(epochs), lr=float(lr), max_batches=int(mb) or None)
     twins = [replace(base, batch_norm=bn, seed=seed) for seed in range(int(k)) for bn in (True, False)]
-    guess = estimate(store.list(), twins, prefer=lambda r: LabGroup.TWINS.owns(r.group))  # twins carry a probe
+    guess = estimate(store.list(), twins, prefer=lambda r: LabKind.TWINS.owns(r.group))  # twins carry a probe
     note = "" if int(k) >= MIN_SEEDS_FOR_VERDICT else (
         f" With {int(k)} seed(s) per arm the page shows the differences but gives no verdict on noise "
         f"(that takes {MIN_SEEDS_FOR_VERDICT}).")
@@ -88,14 +89,14 @@ def sweep_section() -> None:
     st.header("Learning-rate headroom")
     sweep_cfg = TrainConfig(epochs=1, max_batches=150)
     sweep_guess = estimate(store.list(), [replace(sweep_cfg, batch_norm=bn, lr=lr) for lr in LR_SWEEP for bn in (True, False)],
-                           prefer=lambda r: LabGroup.LR_SWEEP.owns(r.group))
+                           prefer=lambda r: LabKind.LR_SWEEP.owns(r.group))
     st.markdown(f"BN is said to tolerate larger learning rates. This trains both arms at lr = {', '.join(f'{v:g}' for v in LR_SWEEP)} "
                 f"for {sweep_cfg.max_batches} batches each ({len(LR_SWEEP) * 2} runs): **{sweep_guess.describe()}** on this "
                 f"machine ({sweep_guess.basis}).")
     data_line(data, "the sweep")
     if st.button("Run the sweep", key=K.BN_SWEEP_START, disabled=not data.ok, help=blocked_help(data)):
         st.session_state[K.BN_SWEEP_GROUP] = start_lr_sweep(store, sweep_cfg)
-    sweeps = lab_groups(store, LabGroup.LR_SWEEP)
+    sweeps = lab_groups(store, LabKind.LR_SWEEP)
     if sweeps:
         sweep = st.session_state.get(K.BN_SWEEP_GROUP) if st.session_state.get(K.BN_SWEEP_GROUP) in sweeps else sweeps[0]
         sweep_live = any(r.live for r in group_runs(store, sweep))
@@ -139,7 +140,7 @@ def any_bn_run():
                  and not r.live), None)
 
 
-groups = lab_groups(store, LabGroup.TWINS)
+groups = lab_groups(store, LabKind.TWINS)
 if not groups:
     st.info("No twin runs yet: press **Train twins**. Fewer batches per epoch make a quick first try.")
     modes_section(any_bn_run())

@@ -4,8 +4,9 @@ import streamlit as st
 from core import TrainConfig
 from core.engine.config import KERAS_MATCHABLE, keras_matched
 from core.engine.data import dataset_spec, num_batches
-from core.lessons.frameworks import (GROUP_PREFIX, compare_twins, defaults_table, keras_defaults_value, keras_listing,
+from core.lessons.frameworks import (compare_twins, defaults_table, keras_defaults_value, keras_listing,
                                      pytorch_listing, read_live_defaults, start_framework_twins, twin_runs)
+from core.store.groups import LabKind
 from ui import keys as K
 from ui.data import blocked_help, data_check, data_line, data_notice
 from ui.figures import accuracy_figure, loss_figure
@@ -73,7 +74,7 @@ with setup.container(border=True):
 
 twin_sets: dict[str, float] = {}  # group -> when its newest run started
 for r in store.list():
-    if r.group and r.group.startswith(GROUP_PREFIX):
+    if LabKind.FRAMEWORKS.owns(r.group):
         twin_sets[r.group] = max(twin_sets.get(r.group, 0.0), r.created)
 groups = sorted(twin_sets, key=twin_sets.get, reverse=True)  # the newest set first
 if not groups:
@@ -88,7 +89,7 @@ def group_label(g: str) -> str:
     runs = twin_runs(store, g)
     k = runs.get("keras") or next(iter(runs.values()))
     return (f"Keras defaults: {k.config.keras_defaults} · {'BN' if k.config.batch_norm else 'no BN'} · "
-            f"seed {k.config.seed} · {k.config.epochs} epochs ({g.removeprefix(GROUP_PREFIX)})")
+            f"seed {k.config.seed} · {k.config.epochs} epochs ({g.split('-', 1)[-1]})")
 
 
 group = results.selectbox("Twin set", groups, key=K.FW_GROUP, format_func=group_label)

@@ -12,7 +12,8 @@ from torch.nn import functional as F
 
 from core import TrainConfig
 from core.engine.snapshot import EpochMetrics, RunSnapshot
-from core.lessons.batchnorm import (ALPHA, MIN_SEEDS_FOR_VERDICT, PROBED_UNITS, BNProbe, LabGroup, SeedPair, group_runs,
+from core.store.groups import LabKind
+from core.lessons.batchnorm import (ALPHA, MIN_SEEDS_FOR_VERDICT, PROBED_UNITS, BNProbe, SeedPair, group_runs,
                                     lab_groups, noise_verdict, paired_t_test, read_probe, seed_pairs, start_lr_sweep,
                                     start_twins, summarize_arm, train_vs_eval)
 from core.engine.data import iterate_batches, load_dataset
@@ -70,7 +71,7 @@ def test_start_twins_pairs_and_queues(store):
     assert all(r.snapshot.status == "finished" for r in runs)
     probes = read_probe(store.probes(runs[0].id))
     assert probes.batch_norm and probes.records[0].step == 1 and len(probes.records[0].layers) == 4
-    assert lab_groups(store, LabGroup.TWINS) == [group] and lab_groups(store, LabGroup.LR_SWEEP) == []
+    assert lab_groups(store, LabKind.TWINS) == [group] and lab_groups(store, LabKind.LR_SWEEP) == []
 
 
 def _probe_steps(data_dir, steps, every=25, batch_norm=True):
@@ -239,9 +240,9 @@ def test_seed_pairs_match_twins_by_seed_at_a_common_epoch():
 
 
 def test_lab_groups_helper(store):
-    twins = LabGroup.TWINS.new_id()
-    assert LabGroup.TWINS.owns(twins) and not LabGroup.LR_SWEEP.owns(twins) and not LabGroup.TWINS.owns(None)
-    assert not LabGroup.TWINS.owns("twinsX-1")
+    twins = LabKind.TWINS.new_id()
+    assert LabKind.TWINS.owns(twins) and not LabKind.LR_SWEEP.owns(twins) and not LabKind.TWINS.owns(None)
+    assert not LabKind.TWINS.owns("twinsX-1")
 
 
 def test_summarize_arm_reach(store):
@@ -291,7 +292,7 @@ def test_batchnorm_page_with_a_tiny_twin_run(app_env):
     assert "cannot run at all" in " ".join(m.value for m in at.markdown)
     assert "about" in " ".join(m.value for m in at.markdown if "learning rates" in m.value)  # duration stated first
     at.button(key=K.BN_SWEEP_START).click().run()
-    sweep = [r for r in store.list() if LabGroup.LR_SWEEP.owns(r.group)]
+    sweep = [r for r in store.list() if LabKind.LR_SWEEP.owns(r.group)]
     assert sorted((r.config.lr, r.config.batch_norm) for r in sweep) == sorted(
         (lr, bn) for lr in (1e-3, 1e-2, 5e-2) for bn in (True, False))
     for r in sweep:
@@ -310,7 +311,7 @@ def test_inside_view_shows_before_the_first_epoch_ends(app_env):
     at.button(key=K.BN_START).click().run()
     from ui.registry import get_store
     store = get_store()
-    first = group_runs(store, lab_groups(store, LabGroup.TWINS)[0])[0]
+    first = group_runs(store, lab_groups(store, LabKind.TWINS)[0])[0]
     wait_until(lambda: read_probe(store.probes(first.id)) is not None, 60, 0.02, "the probe's first record")
     store.pause(first.id)
     wait_until(lambda: store.get(first.id).snapshot.status == "paused", 60, 0.02, "the run to pause")

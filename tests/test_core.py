@@ -15,7 +15,8 @@ from core.engine.config import TrainConfig, parse_hidden
 from core.engine.data import DataUnavailableError, iterate_batches, load_dataset, normalize
 from core.engine.models import build_model
 from core.store.runs import RunStore, WeightsError, load_weights
-from core.engine.trainer import Trainer, evaluate
+from core.engine.torch_loop import evaluate
+from core.engine.trainer import Trainer
 
 TINY = dict(max_batches=20, epochs=2, batch_size=64)
 
@@ -298,7 +299,7 @@ def test_store_persists_and_reloads(store, data_dir):
     assert info.snapshot.step_losses == live.step_losses
     data = load_dataset("mnist", data_dir)  # the weights are the last epoch's: they give its test accuracy
     assert evaluate(again.load_model(run.id), data.test_x, data.test_y)[1] == live.history[-1].test_acc
-    assert store.trainer(run.id).model is None  # an ended run's model is not kept in memory
+    assert store.trainer(run.id).handle.model is None  # an ended run's model is not kept in memory
     again.rename(run.id, "renamed")
     assert RunStore(store.root, data_dir).get(run.id).name == "renamed"
     import io, zipfile

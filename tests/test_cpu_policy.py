@@ -62,7 +62,7 @@ def test_the_benchmark_workers_apply_it(tmp_path, data_dir):
 
 def test_throughput_watch():
     from core.engine.snapshot import RunSnapshot
-    from core.engine.trainer import Throughput
+    from core.engine.control import Throughput
 
     t = Throughput(span=1.0)
     for _ in range(20):

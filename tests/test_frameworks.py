@@ -241,7 +241,7 @@ def test_keras_run_stored_reloaded_and_drawn(keras, store, data_dir):
     assert len(snap.step_losses) == 4 and snap.samples_per_sec > 0 and snap.history[0].seconds > 0
     code = ("import json, sys, core\n"
             "from core.store.runs import RunStore\n"
-            "from core.engine.trainer import evaluate\n"
+            "from core.engine.torch_loop import evaluate\n"
             "from core.engine.data import load_dataset, normalize\n"
             "from core.drawing.predict import predict_digit\n"
             f"store = RunStore({str(store.root)!r}, {data_dir!r})\n"

@@ -75,6 +75,23 @@ def test_a_new_run_option_is_one_field(app_env, monkeypatch, capsys):
     assert page.number_input(key="train_label_smoothing").value == 0.0
     rows = runs_table(app_env, extended(label_smoothing=0.1, epochs=1, max_batches=3))
     assert rows[0]["Label smoothing"] == "0.1"
+    assert "label_smoothing=0.1" in extended(label_smoothing=0.1).label()  # in the run's label when not the default
+    assert "label_smoothing" not in extended().label()
+
+
+def test_a_new_field_is_tunable_only_when_its_metadata_says_so(monkeypatch):
+    """Catches the old opt-out list: a field the config gains must not become something a study varies by default
+    (a seed-like or budget-like field would silently be searched), yet opting in needs no code in the space."""
+    from core.tuning.space import tunable_dimensions
+
+    for tunable in (False, True):
+        extended = dataclasses.make_dataclass(
+            "TrainConfig", [("dropout", float, C.option(0.0, "Dropout", "share of units dropped", "float", lo=0.0,
+                                                         hi=0.9, tunable=tunable))], bases=(C.TrainConfig,), frozen=True)
+        monkeypatch.setattr(C, "TrainConfig", extended)
+        dims = tunable_dimensions()
+        assert ("dropout" in dims) == tunable
+        assert {"lr", "batch_norm", "width"} <= set(dims) and not {"seed", "epochs", "dataset", "precision"} & set(dims)
 
 
 def test_optimizer_fields_show_only_where_they_apply(app_env):

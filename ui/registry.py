@@ -7,6 +7,7 @@ from typing import Iterable, Sequence
 
 import streamlit as st
 
+from core.store.groups import LabKind
 from core.store.runs import RunInfo, RunsFolderError, RunStore
 
 
@@ -50,18 +51,12 @@ def run_labels(runs: Iterable[RunInfo]) -> dict[str, str]:
     return {r.id: run_label(r, when=names.count(r.name) > 1) for r in runs}
 
 
-# Runs a lab starts together carry a group id "<kind>-<hex>" (core/lessons/batchnorm.py LabGroup, the frameworks
-# and tuning labs): the learner's own runs have none.
-LAB_KINDS = (("twins-", "BN twins"), ("lr-sweep-", "LR sweep"), ("study-", "tuning trial"),
-             ("frameworks-", "framework twins"))
-
-
 def lab_kind(info: RunInfo) -> str | None:
-    """What a lab run is ('BN lab twins', 'tuning trial', ...), None for the learner's own runs."""
-    group = info.group
-    if not group and not getattr(info, "tags", None):
+    """What a lab run is ('BN twins', 'tuning trial', ...: core/store/groups.py), None for the learner's own runs."""
+    if not info.group and not (info.tags or {}).keys() - {"precision_auto"}:
         return None
-    return next((kind for prefix, kind in LAB_KINDS if (group or "").startswith(prefix)), "lab run")
+    kind = LabKind.of(info.group)
+    return kind.label if kind else "lab run"
 
 
 def ordered_runs(runs: Sequence[RunInfo], lab: bool = True) -> list[RunInfo]:

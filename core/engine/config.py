@@ -14,6 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
+from core.engine import course
 from core.engine.data import DATASETS, dataset_spec
 from core.engine.optimizers import OPTIMIZERS
 
@@ -47,6 +48,10 @@ class Option:
     column: str | None = None  # heading in the runs table, when not the label
     choice_label: Callable[[str], str] | None = None  # how a choice reads on the page
     applies: Callable[[dict[str, Any]], bool] | None = None  # shown only when it matters for the other values
+    # How the value reads in a run's label (TrainConfig.label): the text, "" to leave it out. Without it the field
+    # appears as name=value when it differs from its default, so a new field is in the label with no code of its own.
+    short: Callable[[Any], str] | None = None
+    tunable: bool = False  # a hyperparameter a tuning study may vary (core/tuning/space.py); opt-in
 
     def check(self, name: str, value: Any) -> None:
         """ValueError naming the field when `value` is not allowed."""
@@ -100,6 +105,12 @@ class Option:
         self.check(name, value)
         return value
 
+    def label_part(self, name: str, value: Any, default: Any) -> str:
+        """How `value` reads in a run's label: Option.short's text, or name=value when it is not the default."""
+        if self.short is not None:
+            return self.short(value)
+        return "" if value == default else f"{name}={self.show(value)}"
+
     def show(self, value: Any) -> str:
         """A value as the runs table and run names show it."""
         if self.kind == "sizes":
@@ -139,52 +150,60 @@ def _adam_eps_applies(values: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    dataset: str = option("mnist", "Dataset", "which images to train on", "choice",
-                          choices=lambda: tuple(DATASETS), choice_label=lambda n: DATASETS[n].label)
+    dataset: str = option(course.DATASET, "Dataset", "which images to train on", "choice",
+                          choices=lambda: tuple(DATASETS), choice_label=lambda n: DATASETS[n].label,
+                          short=str)
     # Keras: the course's Keras model trained with fit on Keras 3 (core/engine/keras_trainer.py).
     framework: str = option("pytorch", "Framework", "PyTorch (this project's trainer) or the course's Keras model "
                             "trained with Keras' fit (same data order, same run store)", "choice",
-                            choices=lambda: FRAMEWORKS, choice_label=lambda v: _FRAMEWORK_LABELS[v])
+                            choices=lambda: FRAMEWORKS, choice_label=lambda v: _FRAMEWORK_LABELS[v],
+                            short=lambda v: "" if v == "pytorch" else v)
     keras_defaults: str = option("keras", "Keras defaults",
                                  "keras: Keras' own (the course's Keras recipe); pytorch: PyTorch's initial weights, "
                                  "BN momentum and ε, Adam ε and logits into the loss; pytorch-but-X: all of them but X",
                                  "choice", choices=lambda: KERAS_DEFAULTS,
                                  choice_label=lambda v: _keras_defaults_label(v),
-                                 applies=lambda values: not _pytorch_only(values))
+                                 applies=lambda values: not _pytorch_only(values),
+                                 short=lambda v: "" if v == "keras" else f"[{v}]")
     batch_norm: bool = option(False, "BatchNorm", "BatchNorm after each hidden Linear (Linear → BN → ReLU)", "bool",
-                              flag="--bn", column="BN")
-    hidden: tuple[int, ...] = option((512, 256, 128, 32), "Hidden layer sizes",
+                              flag="--bn", column="BN", short=lambda v: "BN" if v else "no-BN", tunable=True)
+    hidden: tuple[int, ...] = option(course.HIDDEN, "Hidden layer sizes",
                                      "sizes of the hidden layers, comma separated, such as 512,256,128,32", "sizes",
-                                     lo=1, hi=100_000)
-    lr: float = option(1e-3, "Learning rate", "step size of the optimizer", "float", lo=1e-6, hi=10.0, log=True)
-    batch_size: int = option(64, "Batch size", "images per training step", "int", lo=1, hi=MAX_BATCH_SIZE, column="batch")
-    epochs: int = option(10, "Epochs", "passes over the training set", "int", lo=1, hi=200)
+                                     lo=1, hi=100_000, short=lambda v: "", tunable=True)
+    lr: float = option(course.LR, "Learning rate", "step size of the optimizer", "float", lo=1e-6, hi=10.0, log=True,
+                       short=lambda v: f"lr={v:g}", tunable=True)
+    batch_size: int = option(course.BATCH_SIZE, "Batch size", "images per training step", "int", lo=1, hi=MAX_BATCH_SIZE, column="batch",
+                             short=lambda v: f"bs={v}", tunable=True)
+    epochs: int = option(course.EPOCHS, "Epochs", "passes over the training set", "int", lo=1, hi=200,
+                         short=lambda v: f"ep={v}")
     seed: int = option(0, "Seed", "initial weights and minibatch order; the same seed gives the same run", "int",
-                       lo=0, hi=2**31 - 1)
+                       lo=0, hi=2**31 - 1, short=lambda v: f"seed={v}")
     optimizer: str = option("adam", "Optimizer", "how gradients become weight updates", "choice",
                             choices=lambda: tuple(OPTIMIZERS), choice_label=lambda n: OPTIMIZERS[n].label,
-                            applies=_pytorch_only)
+                            applies=_pytorch_only, short=lambda v: "" if v == "adam" else v, tunable=True)
     beta1: float = option(0.9, "Adam β1", "decay of Adam's mean of gradients: it averages about 1/(1 - β1) steps",
-                          "float", lo=0.0, hi=0.9999, applies=_uses("beta1"))
+                          "float", lo=0.0, hi=0.9999, applies=_uses("beta1"), tunable=True)
     beta2: float = option(0.999, "Adam β2", "decay of Adam's mean of squared gradients", "float", lo=0.0, hi=0.99999,
-                          applies=_uses("beta2"))
+                          applies=_uses("beta2"), tunable=True)
     eps: float = option(1e-8, "ε", "added to the denominator of the update for numerical safety", "float",
-                        lo=1e-12, hi=1.0, log=True, applies=_adam_eps_applies)
+                        lo=1e-12, hi=1.0, log=True, applies=_adam_eps_applies, tunable=True)
     momentum: float = option(0.9, "Momentum", "decay of the velocity (SGD, RMSprop)", "float", lo=0.0, hi=0.9999,
-                             applies=_uses("momentum"))
+                             applies=_uses("momentum"), tunable=True)
     # The course's defect: softmax in the model, then CrossEntropyLoss applies log-softmax again.
     double_softmax: bool = option(False, "Double softmax (a bug)",
                                   "reproduce the course's defect: softmax inside the model, then CrossEntropyLoss "
-                                  "applies log-softmax again", "bool", applies=_pytorch_only)
+                                  "applies log-softmax again", "bool", applies=_pytorch_only,
+                                  short=lambda v: "double-softmax" if v else "")
     # Off for the course's recipe; the Draw page's quick model trains with it (pages/draw.py).
     robust: bool = option(False, "Robust to drawings",
                           "augment every training batch: half the digits redrawn with one stroke width as a mouse "
                           "draws, every digit turned, slanted, stretched and shifted (core/engine/augment.py), so "
                           "that the model reads canvas drawings, not only MNIST's writers",
-                          "bool", column="robust", applies=_pytorch_only)
+                          "bool", column="robust", applies=_pytorch_only, short=lambda v: "robust" if v else "",
+                          tunable=True)
     max_batches: int | None = option(None, "Batches per epoch (0 = all)",
                                      "a cap on training batches per epoch, for quick runs; 0 or absent: all", "optional_int",
-                                     lo=1, hi=MAX_BATCH_SIZE, column="batches/epoch")
+                                     lo=1, hi=MAX_BATCH_SIZE, column="batches/epoch", short=lambda v: "")
     # "fp32": everything in float32. "bf16": mixed precision, the forward pass under torch.autocast(bfloat16)
     # (matmuls in bf16 with float32 accumulation; weights, optimizer state and evaluation stay float32).
     # "auto" is resolved when the config is made, so a saved config always says what ran.
@@ -195,7 +214,7 @@ class TrainConfig:
                             "0-2, on an Intel Xeon (AMX): BN 98.12% vs 98.17%, no-BN 97.56% vs 97.52% "
                             "(benchmarks/README.md)",
                             "choice", choices=lambda: PRECISIONS, choice_label=lambda v: _PRECISION_LABELS[v](),
-                            applies=_pytorch_only)
+                            applies=_pytorch_only, short=lambda v: "bf16" if v == "bf16" else "")
 
     def __post_init__(self) -> None:
         if isinstance(self.hidden, list):
@@ -244,12 +263,10 @@ class TrainConfig:
         return cls(**{"precision": "fp32", **{k: v for k, v in d.items() if k in known}})
 
     def label(self) -> str:
-        bn = "BN" if self.batch_norm else "no-BN"
-        extra = (" double-softmax" if self.double_softmax else "") + (" robust" if self.robust else "") + \
-            (" bf16" if self.precision == "bf16" else "")
-        opt = "" if self.optimizer == "adam" else f" {self.optimizer}"
-        fw = "" if self.framework == "pytorch" else " keras" + ("" if self.keras_defaults == "keras" else f"[{self.keras_defaults}]")
-        return f"{self.dataset}{fw} {bn}{extra}{opt} lr={self.lr:g} bs={self.batch_size} ep={self.epochs} seed={self.seed}"
+        """The run's settings in one line, read from the fields' metadata (Option.short)."""
+        values = asdict(self)
+        parts = [opt.label_part(name, values[name], default) for name, default, opt in config_options()]
+        return " ".join(p for p in parts if p).replace(" [", "[")
 
 
 _FRAMEWORK_LABELS = {"pytorch": "PyTorch", "keras": "Keras 3 (the course's Keras model)"}

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.engine import cpu
+from core.engine import course, cpu
 from core.engine.config import TrainConfig, keras_matched
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def torch_bn_options(config: TrainConfig) -> dict[str, float]:
             "bn_momentum": 1 - (KERAS_BN_MOMENTUM if s.bn_momentum is None else s.bn_momentum)}
 
 
-def keras_mlp(hidden: tuple[int, ...] = (512, 256, 128, 32), batch_norm: bool = False,
+def keras_mlp(hidden: tuple[int, ...] = course.HIDDEN, batch_norm: bool = False,
               settings: KerasSettings = KerasSettings(), seed: int = 0, outputs: int = 10,
               input_shape: tuple[int, int] = (28, 28)) -> "keras.Model":
     """The course's Keras model, built. The class is defined here because Keras loads only now."""

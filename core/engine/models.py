@@ -2,17 +2,26 @@
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 from torch import nn
 
-from core.engine.config import TrainConfig
+from core.engine import course
 from core.engine.data import dataset_spec
-from core.engine.keras_model import torch_bn_options
+
+
+class ModelSettings(Protocol):
+    """What the model reads of a run's settings (a TrainConfig)."""
+    dataset: str
+    hidden: tuple[int, ...]
+    batch_norm: bool
+    double_softmax: bool
+    seed: int
 
 
 class MLP(nn.Module):
-    def __init__(self, hidden: tuple[int, ...] = (512, 256, 128, 32), batch_norm: bool = False,
+    def __init__(self, hidden: tuple[int, ...] = course.HIDDEN, batch_norm: bool = False,
                  double_softmax: bool = False, outputs: int = 10, inputs: int = 784, bn_eps: float = 1e-5,
                  bn_momentum: float = 0.1) -> None:
         super().__init__()
@@ -57,11 +66,12 @@ def init_weights(model: MLP, seed: int) -> None:
             nn.init.uniform_(lin.bias, -bound, bound, generator=g)
 
 
-def build_model(config: TrainConfig) -> MLP:
-    """Build the MLP for a config; its initial weights depend only on config.seed and the sizes."""
+def build_model(config: ModelSettings, bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> MLP:
+    """Build the MLP for a run's settings; its initial weights depend only on config.seed and the sizes. BatchNorm's
+    options are the caller's: a Keras run's weights live in this MLP with BN set as Keras ran it
+    (core/engine/backends.py: model_for)."""
     spec = dataset_spec(config.dataset)
-    # A Keras run's weights live in this MLP too, with BN set as Keras ran it (core/engine/keras_model.py).
     model = MLP(config.hidden, config.batch_norm, config.double_softmax, spec.num_classes, spec.input_size,
-                **torch_bn_options(config))
+                bn_eps, bn_momentum)
     init_weights(model, config.seed)
     return model

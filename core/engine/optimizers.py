@@ -6,12 +6,9 @@ registry, and `uses` tells them which of TrainConfig's optimizer fields it reads
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Protocol
+from typing import Callable, Iterable, Protocol
 
 import torch
-
-if TYPE_CHECKING:
-    from core.engine.config import TrainConfig
 
 
 class Optimizer(Protocol):
@@ -19,12 +16,22 @@ class Optimizer(Protocol):
     def step(self) -> None: ...
 
 
+class OptimizerSettings(Protocol):
+    """What optimizers read of a run's settings (a TrainConfig)."""
+    optimizer: str
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    momentum: float
+
+
 @dataclass(frozen=True)
 class OptimizerSpec:
     name: str  # the run setting's value
     label: str
     uses: tuple[str, ...]  # TrainConfig fields it reads besides lr
-    build: Callable[[list[torch.nn.Parameter], "TrainConfig"], Optimizer]
+    build: Callable[[list[torch.nn.Parameter], OptimizerSettings], Optimizer]
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
@@ -35,7 +42,7 @@ def register_optimizer(spec: OptimizerSpec) -> OptimizerSpec:
     return spec
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], config: "TrainConfig") -> Optimizer:
+def build_optimizer(params: Iterable[torch.nn.Parameter], config: OptimizerSettings) -> Optimizer:
     return OPTIMIZERS[config.optimizer].build(list(params), config)
 
 

@@ -6,9 +6,7 @@ import copy
 import math
 import statistics
 import threading
-import uuid
 from dataclasses import asdict, dataclass, replace
-from enum import Enum
 from functools import partial
 from typing import Sequence
 
@@ -16,9 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.engine import course
 from core.engine.config import TrainConfig
 from core.engine.data import load_dataset, normalize
 from core.engine.models import MLP
+from core.store.groups import LabKind
 from core.store.runs import RunInfo, RunStore
 from core.engine.snapshot import RunSnapshot
 
@@ -195,19 +195,7 @@ class BNProbe:
 
 
 # --- the lab's run groups ------------------------------------------------------------------------
-class LabGroup(str, Enum):
-    """Runs the lab starts together share a group id "<kind>-<hex>"; the kind says what the set is."""
-    TWINS = "twins"
-    LR_SWEEP = "lr-sweep"
-
-    def new_id(self) -> str:
-        return f"{self.value}-{uuid.uuid4().hex[:6]}"
-
-    def owns(self, group: str | None) -> bool:
-        return bool(group) and group.startswith(self.value + "-")
-
-
-def lab_groups(store: RunStore, kind: LabGroup) -> list[str]:
+def lab_groups(store: RunStore, kind: LabKind) -> list[str]:
     """The groups of this kind in the store, newest first."""
     newest: dict[str, float] = {}
     for r in store.list():
@@ -231,7 +219,7 @@ def start_twins(store: RunStore, base: TrainConfig, seeds: list[int], probe_ever
     weights and minibatch order). They run one after another, so each gets the whole CPU."""
     if not 1 <= len(seeds) <= MAX_SEEDS:
         raise ValueError(f"seeds: choose 1 to {MAX_SEEDS} seeds per arm, got {len(seeds)}")
-    group, prev = LabGroup.TWINS.new_id(), None
+    group, prev = LabKind.TWINS.new_id(), None
     for seed in seeds:
         for bn in (True, False):
             cfg = replace(base, batch_norm=bn, seed=seed, double_softmax=False)
@@ -245,7 +233,7 @@ LR_SWEEP = (1e-3, 1e-2, 5e-2)
 
 
 def start_lr_sweep(store: RunStore, base: TrainConfig, lrs: tuple[float, ...] = LR_SWEEP) -> str:
-    group, prev = LabGroup.LR_SWEEP.new_id(), None
+    group, prev = LabKind.LR_SWEEP.new_id(), None
     for lr in lrs:
         for bn in (True, False):
             cfg = replace(base, batch_norm=bn, lr=lr, double_softmax=False)
@@ -392,12 +380,12 @@ class ModeResult:
 
 
 @torch.no_grad()
-def train_vs_eval(model: MLP, dataset: str = "mnist", data_dir: str | None = None, n: int = 512,
+def train_vs_eval(model: MLP, dataset: str = course.DATASET, data_dir: str | None = None, n: int = 512,
                   batch_sizes: tuple[int, ...] = (1, 2, 8, 64)) -> list[ModeResult]:
     """The same n test images classified in eval mode (running statistics) and in train mode (statistics
     of each batch), at several batch sizes. Train mode runs on a copy: its running averages are not touched."""
     data = load_dataset(dataset, data_dir)
-    x, y = normalize(data.test_x[:n]), data.test_y[:n]
+    x, y = normalize(data.test_x[:n], data.spec.mean, data.spec.std), data.test_y[:n]
     dev = next(model.parameters()).device
     x, y = x.to(dev), y.to(dev)
     model.eval()

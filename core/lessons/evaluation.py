@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from core.engine import course
 from core.engine.data import load_dataset, normalize
 from core.engine.models import MLP
 
@@ -31,7 +32,7 @@ class Mistake:
 
 
 @torch.inference_mode()
-def evaluate_model(model: MLP, dataset: str = "mnist", data_dir: str | None = None, max_mistakes: int = 48) -> EvalReport:
+def evaluate_model(model: MLP, dataset: str = course.DATASET, data_dir: str | None = None, max_mistakes: int = 48) -> EvalReport:
     data = load_dataset(dataset, data_dir)
     spec, k = data.spec, data.spec.num_classes
     model = model.cpu().eval()  # BN uses its running statistics
@@ -49,7 +50,7 @@ def evaluate_model(model: MLP, dataset: str = "mnist", data_dir: str | None = No
     return EvalReport(spec.class_names, confusion, float((pred == y).float().mean()), per_class, mistakes)
 
 
-def class_shares(dataset: str = "mnist", data_dir: str | None = None) -> np.ndarray:
+def class_shares(dataset: str = course.DATASET, data_dir: str | None = None) -> np.ndarray:
     """(k,) share of each class in the test split: the accuracy of a model that answers that class for every
     image (MNIST: 11.35% for '1', the commonest test digit)."""
     data = load_dataset(dataset, data_dir)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import inspect
 import math
 import re
-import uuid
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -19,9 +18,9 @@ from core.engine.config import KERAS_DEFAULTS, TrainConfig
 from core.engine.data import MEAN, STD, normalize
 from core.engine.snapshot import RunSnapshot
 from core.lessons.softmax import double_softmax_floor
+from core.store.groups import LabKind
 from core.store.runs import RunInfo, RunStore
 
-GROUP_PREFIX = "frameworks-"
 
 
 # --- the two listings -----------------------------------------------------------------------------
@@ -208,7 +207,7 @@ def keras_defaults_value(matched: bool, switched_back: str | None = None) -> str
 
 def start_framework_twins(store: RunStore, base: TrainConfig, keras_defaults: str) -> str:
     """A PyTorch run and a Keras run of the same config (same seed: same minibatch order), one after the other."""
-    group = GROUP_PREFIX + uuid.uuid4().hex[:6]
+    group = LabKind.FRAMEWORKS.new_id()
     torch_cfg = replace(base, framework="pytorch", keras_defaults="keras", double_softmax=False, precision="fp32",
                         optimizer="adam")
     keras_cfg = replace(torch_cfg, framework="keras", keras_defaults=keras_defaults)

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from core.engine.data import iterate_batches, load_dataset
 from core.engine.models import MLP, init_weights
-from core.engine.trainer import default_device
+from core.engine.torch_loop import default_device
 
 DIGITS = 10
 

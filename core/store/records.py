@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
@@ -13,6 +14,7 @@ from core.engine.config import TrainConfig, config_from_dict
 from core.engine.snapshot import STATUSES, EpochMetrics
 
 MAX_NAME = 200  # characters of a run's name
+OWNER = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a learner's public id (core/store/learners.py); "" is everyone
 MAX_ERROR = 2000  # characters of a status message
 MAX_SHOWN = 3  # skipped lines described one by one in a problem
 
@@ -28,6 +30,7 @@ class Meta:
     created: float | None  # None: use the time in the run id
     group: str | None
     tags: dict | None = None  # e.g. {"study": name, "trial": 3}
+    owner: str = ""  # the learner who started it ("": everyone, as every run without class mode)
 
 
 def _json(raw: bytes, what: str) -> Any:
@@ -97,7 +100,13 @@ def parse_meta(raw: bytes, problems: list[str]) -> Meta:
             isinstance(k, str) and (v is None or isinstance(v, (str, int, float, bool))) for k, v in tags.items())):
         problems.append(f"config.json: 'tags' is {_short(tags)}, not a few named values; ignored")
         tags = None
-    return Meta(config, name, float(created) if created is not None else None, group, tags)
+    owner = meta.get("owner")
+    if owner is None:
+        owner = ""
+    elif not (isinstance(owner, str) and (owner == "" or OWNER.fullmatch(owner))):
+        problems.append(f"config.json: the owner {_short(owner)} is not a learner's id; the run belongs to everyone")
+        owner = ""
+    return Meta(config, name, float(created) if created is not None else None, group, tags, owner)
 
 
 def parse_status(raw: bytes) -> tuple[str, str | None]:

@@ -35,11 +35,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors, save as save_safetensors
 
-from core.engine.config import TrainConfig
+from core.engine.backends import model_for
+from core.engine.config import TrainConfig, memory_estimate
+from core.engine.control import StepProbe
 from core.engine.data import dataset_spec, num_batches
+from core.engine.executor import Executor, RunHandle, make_executor
 from core.engine.models import MLP
 from core.engine.snapshot import LIVE_STATUSES, EpochMetrics, RunSnapshot
-from core.engine.trainer import Trainer
+from core.store import scheduler
+from core.store.scheduler import EVERYONE, AdmissionError, Job, Limits  # noqa: F401
 from core.store.files import (RunsFolderError, StoreFileError, StoreFileMissing, UnknownRunError,  # noqa: F401
                               append_lines, atomic_write_bytes, atomic_write_json, check_run_id, check_runs_folder,
                               created_from_id, is_run_id, new_run_id, open_regular, read_file, remove_run_dir, run_dir)
@@ -50,6 +54,7 @@ MAX_METRICS = 512 << 20  # bytes of metrics.jsonl: 200 epochs at batch size 1 wr
 MAX_PROBES = 256 << 20
 MAX_WEIGHTS = 4 << 30  # above the largest model the memory budget allows (core/engine/config.py)
 SHUTDOWN_WAIT = 60.0  # seconds the process waits at exit for its runs to stop and save
+QUEUED_INTERRUPTED = "queued and interrupted: the program stopped while this run waited for a slot; queue it again"
 
 
 class WeightsError(RuntimeError):
@@ -62,6 +67,10 @@ class DuplicateRunError(RuntimeError):
 
 class RunDeleteError(RuntimeError):
     """A run (or several) could not be deleted; the message names each and why."""
+
+
+class RunPermissionError(PermissionError):
+    """A learner acted on a run that is not theirs (class mode: only its owner or the teacher may)."""
 
 
 def resolve_runs_dir(runs_dir: str | Path | None = None) -> Path:
@@ -81,8 +90,6 @@ def save_weights(model: MLP, path: Path, config: TrainConfig, metrics: EpochMetr
 def load_weights(path: Path, config: TrainConfig, device: torch.device | str = "cpu") -> MLP:
     """Build the model for `config` and load weights from a safetensors file (never unpickles, never follows a
     symbolic link)."""
-    from core.engine.models import build_model
-
     try:
         data = read_file(Path(path), MAX_WEIGHTS)
     except StoreFileMissing:
@@ -94,7 +101,7 @@ def load_weights(path: Path, config: TrainConfig, device: torch.device | str = "
         state = load_safetensors(data)
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"The weights file {path} is damaged or not a safetensors file ({e}).") from None
-    model = build_model(config)
+    model = model_for(config)  # a Keras run's BatchNorm as Keras ran it
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if expected != found:
@@ -142,6 +149,8 @@ class RunInfo:
     group: str | None = None  # runs started together (a BN / no-BN twin set, a learning-rate sweep)
     problems: tuple[str, ...] = ()  # what was odd in its files and how it was read anyway
     tags: dict | None = None  # who started it and as what, e.g. {"study": name, "trial": 3} for a tuning trial
+    owner: str = EVERYONE  # the learner who started it (class mode); "" for everyone
+    interrupted_queued: bool = False  # it was waiting for a slot when the program stopped: it can be queued again
 
     @property
     def live(self) -> bool:
@@ -192,21 +201,102 @@ class _Persist:
             self.on_status(snap)
 
 
+class _Run:
+    """One run this process holds, from Start to its end: queued until the scheduler hands it to the executor, then
+    the executor's handle. What `RunStore.trainer()` returns: snapshot, alive, pause, resume, stop and join work
+    the same whether the run still waits for a slot or trains."""
+
+    def __init__(self, store: "RunStore", run_id: str, config: TrainConfig, job: Job, listener: _Persist,
+                 probe: StepProbe | None) -> None:
+        self.store, self.id, self.config, self.job, self.listener, self.probe = store, run_id, config, job, listener, probe
+        self.handle: RunHandle | None = None
+        self.resume_wanted = False  # paused, asked to continue, waiting for a free slot
+        self.resuming = False  # resumed: holds its slot again before its thread says "running"
+        self.ended = threading.Event()
+        self._queued = RunSnapshot(status="queued", epochs=config.epochs, steps_per_epoch=num_batches(
+            dataset_spec(config.dataset).train_size, config.batch_size, config.max_batches))
+
+    # the executor calls these (as the run's listener), in its own thread
+    def on_status(self, snap: RunSnapshot) -> None:
+        self.listener.on_status(snap)
+        if snap.status == "running":
+            self.resuming = False
+        if snap.status == "paused":
+            self.store._schedule()  # a pause gives the slot back
+
+    def on_steps(self, steps: list[tuple[int, float]]) -> None:
+        self.listener.on_steps(steps)
+
+    def on_epoch_end(self, snap: RunSnapshot, model: MLP) -> None:
+        self.listener.on_epoch_end(snap, model)
+
+    def on_end(self, snap: RunSnapshot, model: MLP | None) -> None:
+        try:
+            self.listener.on_end(snap, model)
+        finally:
+            self.ended.set()
+            self.store._schedule()
+
+    # what the store's callers see
+    @property
+    def snapshot(self) -> RunSnapshot:
+        return self.handle.snapshot if self.handle is not None else self._queued
+
+    @property
+    def alive(self) -> bool:
+        """Not yet ended, or its thread still finishing (what `join` waits for)."""
+        return not self.ended.is_set() or (self.handle is not None and self.handle.alive)
+
+    @property
+    def waiting(self) -> bool:
+        return self.handle is None and not self.ended.is_set()
+
+    @property
+    def holds_slot(self) -> bool:
+        return self.handle is not None and not self.ended.is_set() and (self.snapshot.status != "paused" or self.resuming)
+
+    @property
+    def in_memory(self) -> bool:
+        return self.handle is not None and not self.ended.is_set()
+
+    def pause(self) -> None:
+        if self.handle is not None:
+            self.handle.pause()
+
+    def resume(self) -> None:
+        self.store.resume(self.id)
+
+    def stop(self, status: str = "stopped", reason: str | None = None) -> None:
+        self.store._stop_run(self, status, reason)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Until the run has ended and its thread is done (a thread still inside torch at exit aborts Python)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.ended.wait(timeout)
+        if self.handle is not None and self.ended.is_set():
+            self.handle.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+
 class RunStore:
-    """Thread-safe registry of runs: live ones train in background threads, all are on disk.
+    """Thread-safe registry of runs: live ones train through an executor (background threads by default), all are
+    on disk. Every run goes through the scheduler (core/store/scheduler.py): at most `limits.slots` train at once,
+    within `limits.memory_total`, the queue fair across learners.
 
     Raises RunsFolderError when the runs folder cannot be used. Folders that look like runs but cannot be
     read are listed by `damaged()`; other entries of the runs folder by `ignored()`."""
 
-    def __init__(self, runs_dir: str | Path | None = None, data_dir: str | Path | None = None) -> None:
+    def __init__(self, runs_dir: str | Path | None = None, data_dir: str | Path | None = None,
+                 executor: Executor | None = None, limits: Limits | None = None) -> None:
         self.root = check_runs_folder(resolve_runs_dir(runs_dir))
         self.data_dir = data_dir
         self._lock = threading.RLock()
-        self._runs: dict[str, RunInfo] = {}  # every readable run; live ones' snapshots come from their trainer
-        self._trainers: dict[str, Trainer] = {}  # runs started by this process
+        self._runs: dict[str, RunInfo] = {}  # every readable run; live ones' snapshots come from their _Run
+        self._live: dict[str, _Run] = {}  # runs started by this process
         self._damaged: dict[str, str] = {}  # run id -> why it cannot be read
         self._ignored: list[str] = []  # entries of the runs folder that are not runs
         self._changes = 0  # runs added, renamed or deleted: with the live statuses, what `revision` watches
+        self._order = 0  # queue order: first come, first served
+        self._executor, self._limits = executor, limits
         try:
             names = sorted(p.name for p in self.root.iterdir())
         except OSError as e:
@@ -226,6 +316,20 @@ class RunStore:
                 self._damaged[name] = f"it could not be read ({type(e).__name__}: {e})"
         _OPEN_STORES.add(self)
 
+    @property
+    def executor(self) -> Executor:
+        """Where runs train (RUN_EXECUTOR); made when first needed, so that reading runs starts nothing."""
+        if self._executor is None:
+            self._executor = make_executor(str(self.data_dir) if self.data_dir is not None else None)
+        return self._executor
+
+    @property
+    def limits(self) -> Limits:
+        """The scheduler's limits: TRAIN_SLOTS (default: the executor's capacity), MEMORY_TOTAL, QUEUE_PER_LEARNER."""
+        if self._limits is None:
+            self._limits = scheduler.limits_from_env(self.executor.capacity())
+        return self._limits
+
     # --- reading ----------------------------------------------------------------------
     def _read_run(self, run_id: str) -> RunInfo:
         d = run_dir(self.root, run_id)
@@ -237,7 +341,7 @@ class RunStore:
         config = meta.config
         steps, history = self._read_metrics(d, config, problems)
         history = self._match_weights(d, config, history, problems)
-        status, error = self._read_status(d, config, history, problems)
+        status, error, queued = self._read_status(d, config, history, problems)
         steps_per_epoch = num_batches(dataset_spec(config.dataset).train_size, config.batch_size, config.max_batches)
         snap = RunSnapshot(status=status, error=error, epoch=len(history), epochs=config.epochs,
                            step=steps[-1][0] if steps else 0, steps_per_epoch=steps_per_epoch,
@@ -245,7 +349,7 @@ class RunStore:
                            elapsed=sum(h.seconds for h in history))
         return RunInfo(run_id, config, meta.name or config.label(),
                        meta.created if meta.created is not None else created_from_id(run_id), snap, meta.group,
-                       tuple(problems), meta.tags)
+                       tuple(problems), meta.tags, meta.owner, queued)
 
     @staticmethod
     def _read_metrics(d: Path, config: TrainConfig, problems: list[str]):
@@ -284,22 +388,25 @@ class RunStore:
         return history
 
     @staticmethod
-    def _read_status(d: Path, config: TrainConfig, history: list, problems: list[str]) -> tuple[str, str | None]:
+    def _read_status(d: Path, config: TrainConfig, history: list, problems: list[str]) -> tuple[str, str | None, bool]:
+        """(status, message, whether it was waiting for a slot when its program stopped)."""
         try:
             status, error = parse_status(read_file(d / "status.json"))
         except (StoreFileError, ValueError) as e:
             status, error = ("finished" if len(history) == config.epochs else "stopped"), None
             problems.append(f"{e}; shown as {status} from its {len(history)} recorded epochs")
+        if status == "queued" and not history:  # it never started: it can be queued again as it was
+            return "stopped", QUEUED_INTERRUPTED, True
         if status in LIVE_STATUSES:  # its process died while it trained
             status, error = "stopped", "interrupted: the program stopped while this run was training"
         elif status == "finished" and len(history) < config.epochs:
             problems.append(f"status.json says finished, but {len(history)} of {config.epochs} epochs are recorded")
-        return status, error
+        return status, error, False
 
     def _info(self, run_id: str) -> RunInfo:
         info = self._runs[run_id]
-        trainer = self._trainers.get(run_id)
-        return replace(info, snapshot=trainer.snapshot) if trainer else info
+        run = self._live.get(run_id)
+        return replace(info, snapshot=run.snapshot) if run else info
 
     def list(self) -> list[RunInfo]:
         """All readable runs, newest first."""
@@ -325,7 +432,7 @@ class RunStore:
         """A number that changes when a run is added, renamed or deleted, or a run of this process changes status
         (queued, running, paused, ended): what a page polls to know it must redraw. Cheap: no copies, no disk."""
         with self._lock:
-            return hash((self._changes, tuple(t.snapshot.status for t in self._trainers.values())))
+            return hash((self._changes, tuple(r.snapshot.status for r in self._live.values())))
 
     def live_runs(self) -> list[RunInfo]:
         return [r for r in self.list() if r.live]
@@ -336,16 +443,23 @@ class RunStore:
 
     # --- starting and controlling ---------------------------------------------------------
     def start(self, config: TrainConfig, name: str | None = None, allow_duplicate: bool = False,
-              group: str | None = None, after: str | None = None, probe=None, tags: dict | None = None) -> RunInfo:
-        """Start a run in a background thread. `after`: a run id to queue behind; `probe`: a StepProbe;
-        `tags`: JSON-ready facts kept with the run's settings (a tuning study's name and trial number)."""
+              group: str | None = None, after: str | None = None, probe: StepProbe | None = None,
+              tags: dict | None = None, owner: str = EVERYONE) -> RunInfo:
+        """Queue a run; the scheduler starts it as soon as a slot and the memory it needs are free (at once on an
+        idle server). `after`: a run id to wait for; `probe`: a StepProbe; `tags`: JSON-ready facts kept with the
+        run's settings (a tuning study's name and trial number); `owner`: the learner it belongs to.
+        AdmissionError when the scheduler cannot take it (larger than all training memory, too many queued)."""
         config.validate()
         name = check_name(name) if name is not None else config.label()
         if config.precision_choice is not None:  # "auto" was asked for: what it chose here, and why
             tags = {**(tags or {}), "precision_auto": config.precision_choice.describe()}
+        need = memory_estimate(config)
         with self._lock:
             if not allow_duplicate and (dup := self.find_live(config)):
                 raise DuplicateRunError(f"An identical run is already training: {dup.name} ({dup.id}).")
+            self._order += 1
+            job = Job("", owner, need.total, self._order, after)
+            scheduler.check_admission(job, [r.job for r in self._waiting()], self.limits, need.describe())
             run_id = new_run_id()
             while run_id in self._runs or run_id in self._damaged:
                 run_id = new_run_id()
@@ -356,69 +470,178 @@ class RunStore:
                 raise RunsFolderError(f"Cannot create a run in the runs folder {self.root} ({e.strerror}). Set "
                                       "RUNS_DIR (or --runs-dir) to a folder this program may write to.") from None
             created = time.time()
-            atomic_write_json(d / "config.json", {"config": config.to_dict(), "name": name, "created": created,
-                                                  "group": group, "tags": tags})
-            # keep_model=False: an ended run's model is not kept in memory; load_model reads it from disk.
-            trainer = Trainer(config, data_dir=self.data_dir, listener=_Persist(d, config, probe), probe=probe,
-                              after=self._trainers.get(after) if after else None, keep_model=False)
-            self._runs[run_id] = RunInfo(run_id, config, name, created, trainer.snapshot, group, tags=tags)
-            self._trainers[run_id] = trainer
-            self._changes += 1
+            meta = {"config": config.to_dict(), "name": name, "created": created, "group": group, "tags": tags}
+            atomic_write_json(d / "config.json", meta | ({"owner": owner} if owner else {}))
             atomic_write_json(d / "status.json", {"status": "queued", "error": None})
-        trainer.start()
+            run = _Run(self, run_id, config, replace(job, run_id=run_id), _Persist(d, config, probe), probe)
+            self._live[run_id] = run
+            self._runs[run_id] = RunInfo(run_id, config, name, created, run.snapshot, group, tags=tags, owner=owner)
+            self._changes += 1
+        self._schedule()
         return self.get(run_id)
 
-    def trainer(self, run_id: str) -> Trainer | None:
+    def requeue(self, run_id: str, by: str | None = None) -> RunInfo:
+        """Queue again a run that was waiting for a slot when the program stopped (same id, settings and owner)."""
         with self._lock:
-            return self._trainers.get(run_id)
+            info = self.get(run_id)
+            self._check_owner(info, by)
+            if not info.interrupted_queued:
+                raise RuntimeError(f"{info.name} did not wait in a queue when the program stopped")
+            self._order += 1
+            job = Job(run_id, info.owner, memory_estimate(info.config).total, self._order)
+            scheduler.check_admission(job, [r.job for r in self._waiting()], self.limits)
+            d = run_dir(self.root, run_id)
+            atomic_write_json(d / "status.json", {"status": "queued", "error": None})
+            run = _Run(self, run_id, info.config, job, _Persist(d, info.config), None)
+            self._live[run_id] = run
+            self._runs[run_id] = replace(self._runs[run_id], snapshot=run.snapshot, interrupted_queued=False)
+            self._changes += 1
+        self._schedule()
+        return self.get(run_id)
 
-    def pause(self, run_id: str) -> None:
-        if t := self.trainer(run_id):
-            t.pause()
+    def interrupted_queued(self) -> list[RunInfo]:
+        """Runs that were waiting for a slot when the program stopped, oldest first (what `requeue` takes)."""
+        return sorted((r for r in self.list() if r.interrupted_queued), key=lambda r: r.created)
 
-    def resume(self, run_id: str) -> None:
-        if t := self.trainer(run_id):
-            t.resume()
+    def _waiting(self) -> list[_Run]:
+        return [r for r in self._live.values() if r.waiting]
 
-    def stop(self, run_id: str, wait: float | None = None) -> None:
-        if t := self.trainer(run_id):
-            t.stop()
+    def _schedule(self) -> None:
+        """Start what the scheduler says may start now. Called whenever a run is queued, pauses, resumes or ends."""
+        with self._lock:
+            holding = [r for r in self._live.values() if r.holds_slot]
+            paused = [r for r in self._live.values() if r.in_memory and not r.holds_slot]
+            waiting = self._waiting()
+            live_ids = {r.id for r in self._live.values() if not r.ended.is_set()}
+            resume, start = scheduler.to_start([r.job for r in waiting], [r.job for r in holding],
+                                               [r.job for r in paused], [r.job for r in paused if r.resume_wanted],
+                                               live_ids, self.limits)
+            for job in resume:
+                run = self._live[job.run_id]
+                run.resume_wanted, run.resuming = False, True
+                run.handle.resume()
+            for job in start:
+                run = self._live[job.run_id]
+                try:
+                    run.handle = self.executor.launch(run.config, run, run.probe)
+                except Exception as e:  # the executor could not take it (a cluster gone): the run fails, said why
+                    snap = replace(run.snapshot, status="failed", error=f"could not be started: {type(e).__name__}: {e}")
+                    run._queued = snap
+                    run.listener.on_end(snap, None)
+                    run.ended.set()
+                self._changes += 1
+
+    def queue(self) -> list[RunInfo]:
+        """The runs waiting for a slot, in the order they will start."""
+        with self._lock:
+            waiting = {r.job.run_id: r for r in self._waiting()}
+            holding = [r.job for r in self._live.values() if r.holds_slot]
+            return [self._info(j.run_id) for j in scheduler.fair_order([r.job for r in waiting.values()], holding)]
+
+    def trainer(self, run_id: str) -> _Run | None:
+        """The run as this process trains it (queued, training or paused; ended ones too until deleted), or None for
+        a run of an earlier start."""
+        with self._lock:
+            return self._live.get(run_id)
+
+    def pause(self, run_id: str, by: str | None = None) -> None:
+        if run := self._checked(run_id, by):
+            run.pause()
+
+    def resume(self, run_id: str, by: str | None = None) -> None:
+        """Continue a paused run: at once when a slot is free, else ahead of the queue when one frees."""
+        if run := self._checked(run_id, by):
+            with self._lock:
+                if run.handle is None or run.snapshot.status != "paused":
+                    if run.handle is not None:
+                        run.handle.resume()  # a pause asked for but not yet taken: cancel it
+                    return
+                run.resume_wanted = True
+            self._schedule()
+
+    def stop(self, run_id: str, wait: float | None = None, by: str | None = None) -> None:
+        if run := self._checked(run_id, by):
+            run.stop()
             if wait:
-                t.join(wait)
+                run.join(wait)
+
+    def _stop_run(self, run: _Run, status: str = "stopped", reason: str | None = None) -> None:
+        with self._lock:
+            if run.waiting:  # still waiting: it ends here, never having trained
+                why = reason or "stopped while it waited for a slot"
+                run._queued = replace(run._queued, status=status, error=why)
+                run.listener.on_end(run._queued, None)
+                run.ended.set()
+                self._changes += 1
+                return
+        if run.handle is not None:
+            run.resume_wanted = False
+            run.handle.stop(status, reason)
+
+    def _checked(self, run_id: str, by: str | None) -> _Run | None:
+        with self._lock:
+            if run_id in self._runs:
+                self._check_owner(self._runs[run_id], by)
+            return self._live.get(run_id)
+
+    @staticmethod
+    def _check_owner(info: RunInfo, by: str | None) -> None:
+        """`by`: the learner asking (None: the program itself, the teacher, or a dashboard without class mode)."""
+        if by is not None and by != info.owner:
+            raise RunPermissionError(f"{info.name} belongs to another learner: only they or the teacher may change it")
 
     def stop_all(self, wait: float | None = 10) -> None:
-        for run_id in list(self._trainers):
+        for run_id in list(self._live):
             self.stop(run_id, wait)
 
+    def pause_all(self) -> int:
+        """Pause every training run (the teacher's "pause all"); how many were asked."""
+        runs = [r for r in list(self._live.values()) if r.in_memory and r.snapshot.status == "running"]
+        for r in runs:
+            r.pause()
+        return len(runs)
+
     def shutdown(self, wait: float = SHUTDOWN_WAIT) -> None:
-        """Stop every live run, recording it as stopped, and wait for each to end (the process is exiting)."""
+        """Stop every live run, recording it as stopped, and wait for each to end (the process is exiting). Runs still
+        waiting for a slot keep their "queued" status: after a restart they are listed as queued and interrupted."""
         with self._lock:
-            trainers = [t for t in self._trainers.values() if t.alive]
-        for t in trainers:
-            t.stop("stopped", "interrupted: the program was shut down while this run was training")
+            runs = [r for r in self._live.values() if r.alive and r.handle is not None]
+            for r in self._live.values():
+                if r.waiting:
+                    r.ended.set()  # never launched, and now never will be by this process
+        for r in runs:
+            r.handle.stop("stopped", "interrupted: the program was shut down while this run was training")
         deadline = time.monotonic() + wait
-        for t in trainers:
-            t.join(max(0.0, deadline - time.monotonic()))
+        for r in runs:
+            r.join(max(0.0, deadline - time.monotonic()))
+        if self._executor is not None:
+            self._executor.close()
 
     # --- editing ------------------------------------------------------------------------
-    def rename(self, run_id: str, name: str) -> None:
+    def rename(self, run_id: str, name: str, by: str | None = None) -> None:
         name = check_name(name)
         with self._lock:
             info = self.get(run_id)
+            self._check_owner(info, by)
             meta = {"config": info.config.to_dict(), "name": name, "created": info.created, "group": info.group,
-                    "tags": info.tags}
+                    "tags": info.tags} | ({"owner": info.owner} if info.owner else {})
             atomic_write_json(run_dir(self.root, run_id) / "config.json", meta)
             self._runs[run_id] = replace(self._runs[run_id], name=name)
             self._changes += 1
 
-    def delete(self, run_id: str) -> None:
+    def delete(self, run_id: str, by: str | None = None) -> None:
         """Delete a run's folder (or a damaged run's entry). RuntimeError for a live run, UnknownRunError for an
-        unknown id, RunDeleteError when the files could not be removed."""
+        unknown id, RunPermissionError for another learner's run, RunDeleteError when the files could not be
+        removed."""
         check_run_id(run_id)
         with self._lock:
             if run_id not in self._runs and run_id not in self._damaged:
                 raise UnknownRunError(f"No run {run_id!r}")
-            if (t := self._trainers.get(run_id)) and t.alive:
+            if run_id in self._runs:
+                self._check_owner(self._runs[run_id], by)
+            elif by is not None:
+                raise RunPermissionError("A damaged run can only be deleted by the teacher")
+            if (t := self._live.get(run_id)) and t.alive:
                 raise RuntimeError("Stop this run before deleting it.")
             try:
                 remove_run_dir(self.root, run_id)
@@ -428,7 +651,7 @@ class RunStore:
                 raise RunDeleteError(f"Could not delete run {run_id} in {self.root}: {e}") from None
             self._runs.pop(run_id, None)
             self._damaged.pop(run_id, None)
-            self._trainers.pop(run_id, None)
+            self._live.pop(run_id, None)
             self._changes += 1
 
     def failed_runs(self) -> list[str]:
@@ -473,10 +696,11 @@ class RunStore:
             raise WeightsError(str(e)) from None
         return load_weights(d / "weights.safetensors", info.config, device)
 
-    def export_zip(self, run_id: str) -> bytes:
+    def export_zip(self, run_id: str, by: str | None = None) -> bytes:
         """config.json + metrics.csv + weights.safetensors of one run, as a zip archive; problems.txt says why
         a part is missing."""
         info = self.get(run_id)
+        self._check_owner(info, by)
         notes = list(info.problems)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:

@@ -1,8 +1,9 @@
 """The search space: which TrainConfig fields a study varies, over which range, on which scale.
 
-Built from TrainConfig's field metadata (`config_options()`): every field that is a hyperparameter (not the
-experiment's budget, data or seed) gets a dimension, from its Option's kind and range, so a field the config
-gains becomes tunable without code here. Where the course says how to sample a value, that wins:
+Built from TrainConfig's field metadata (`config_options()`): every field whose Option says `tunable=True` (a
+hyperparameter, not the experiment's budget, data, seed, arithmetic or framework) gets a dimension from its kind and
+range, so a field the config gains is searchable with no code here once its metadata opts in, and never by
+accident. Where the course says how to sample a value, that wins:
 
 - the learning rate on a log scale (each decade the same share of the budget);
 - a decay rate such as Adam's β1 as 1 - β on a log scale: 1/(1 - β) is the number of steps it averages,
@@ -18,11 +19,6 @@ from core.engine import config as C
 
 if TYPE_CHECKING:
     import optuna
-
-# Settings of the experiment, not hyperparameters: the budget (epochs, batches), the data, the seed, the
-# arithmetic, the course's bug and the framework (with which of its defaults) are fixed for a whole study.
-NOT_HYPERPARAMETERS = ("dataset", "epochs", "seed", "max_batches", "precision", "double_softmax", "framework",
-                       "keras_defaults")
 
 # Decay rates are sampled as 1 - value on a log scale; (lo, hi) of 1 - value.
 ONE_MINUS = {"beta1": (1e-3, 1e-1), "beta2": (1e-4, 1e-2), "momentum": (1e-3, 1e-1)}
@@ -121,7 +117,7 @@ def _from_option(name: str, opt: C.Option) -> Dimension | None:
 
 def tunable_dimensions() -> dict[str, Dimension]:
     """Every hyperparameter TrainConfig has now, by Optuna parameter name, in field order."""
-    dims = (_from_option(name, opt) for name, _, opt in C.config_options() if name not in NOT_HYPERPARAMETERS)
+    dims = (_from_option(name, opt) for name, _, opt in C.config_options() if opt.tunable)
     return {d.name: d for d in dims if d is not None}
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from core.engine.config import TrainConfig, config_from_dict
+from core.store.groups import LabKind
 from core.store.runs import RunStore
 from core.tuning.space import Dimension, apply_params, make_space
 from core.tuning.storage import default_storage_url, open_storage
@@ -357,7 +358,7 @@ class _Objective:
         r0 = time.perf_counter()
         name = self.study.study_name
         run = self.store.start(config, name=f"{name} · trial {trial.number}", allow_duplicate=True,
-                               group=f"study-{name}", tags={"study": name, "trial": trial.number})
+                               group=LabKind.STUDY.new_id(name), tags={"study": name, "trial": trial.number})
         self.state.run_id = run.id
         # One attribute, one storage write: each costs a locked, fsynced append to a journal.
         self._optuna(trial.set_user_attr, RUN_ATTR, {"id": run.id, "worker": worker_id()})
