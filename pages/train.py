@@ -3,6 +3,7 @@ at 1400x900), Start / Pause / Resume / Stop."""
 import streamlit as st
 
 from core import DuplicateRunError, TrainConfig
+from core.store.runs import AdmissionError
 from core.engine.cpu import apply_thread_policy
 from core.engine.snapshot import RunSnapshot
 from core.lessons.softmax import double_softmax_floor, forms_at
@@ -11,12 +12,17 @@ from ui import keys as K
 from ui.config_form import config_form
 from ui.data import blocked_help, data_check, data_notice
 from ui.figures import accuracy_figure, loss_figure
+from core.store.waiting import queue_waits
+from ui.links import apply_link, config_params, link_box
 from ui.registry import default_run, get_store, lab_kind, ordered_runs, plain, run_labels, unique_name
+from ui.session import viewer, visible_runs
 
 MAIN_SETTINGS = ("dataset", "batch_norm", "lr", "batch_size", "epochs", "max_batches")  # the rest: "More settings"
 
-store = get_store()
+store, who = get_store(), viewer()
 st.title("Train a network")
+LINK = config_params(K.TRAIN)  # every run setting round-trips through the page's URL
+apply_link("train", LINK)
 notice = st.container()  # the data check's message, once the chosen dataset is known
 left, right = st.columns([1, 2.2], gap="medium")
 
@@ -35,9 +41,13 @@ def read_config() -> TrainConfig | None:
 
 def start(config: TrainConfig, allow_duplicate: bool = False) -> None:
     try:
-        info = store.start(config, name=unique_name(store.list(), config.label()), allow_duplicate=allow_duplicate)
+        info = store.start(config, name=unique_name(store.list(), config.label()), allow_duplicate=allow_duplicate,
+                           owner=who.owner)
     except DuplicateRunError as e:
         st.session_state[K.TRAIN_PENDING_DUPLICATE] = (str(e), config)
+        return
+    except AdmissionError as e:
+        st.session_state[K.TRAIN_REFUSED] = str(e)
         return
     st.session_state.pop(K.TRAIN_PENDING_DUPLICATE, None)
     st.session_state[K.TRAIN_RUN_ID] = info.id
@@ -53,9 +63,13 @@ with left:
         st.caption(f"{guess.describe()} on this machine ({guess.basis}).")
         if config.precision_choice is not None:
             st.caption(f"Arithmetic: {config.precision_choice.describe()}.")
+    st.session_state.pop(K.TRAIN_REFUSED, None)
     if st.button("Start", icon=":material/play_arrow:", key=K.TRAIN_START, type="primary",
                  disabled=config is None or not data.ok, help=blocked_help(data)):
         start(config)
+    if refused := st.session_state.get(K.TRAIN_REFUSED):
+        st.error(plain(refused), icon=":material/block:")
+    link_box(LINK)
     pending = st.session_state.get(K.TRAIN_PENDING_DUPLICATE)
     if pending and (pending[1] != config or store.find_live(pending[1]) is None):
         st.session_state.pop(K.TRAIN_PENDING_DUPLICATE)  # the settings changed, or the identical run ended
@@ -79,10 +93,14 @@ def pick_run() -> str:
     c1, c2 = st.columns([2.6, 1], vertical_alignment="bottom")
     with_lab = c2.toggle(f"Lab runs ({len(lab)})", key=K.TRAIN_LAB_RUNS, disabled=not lab,
                          help="Also list the runs the BatchNorm lab and the other labs started")
-    shown = ordered_runs(runs, lab=with_lab)
+    visible = visible_runs(runs, who, c2, "train")
+    if not visible:
+        st.info("No runs of yours yet: choose settings and press **Start**.")
+        st.stop()
+    shown = ordered_runs(visible, lab=with_lab)
     chosen = st.session_state.get(K.TRAIN_RUN_ID)
-    if chosen not in {r.id for r in runs}:
-        chosen = (default_run(shown) or default_run(runs)).id
+    if chosen not in {r.id for r in visible}:
+        chosen = (default_run(shown) or default_run(visible)).id
         st.session_state[K.TRAIN_RUN_ID] = chosen
     ids = [r.id for r in shown]
     if chosen not in ids:
@@ -95,9 +113,10 @@ def fmt_seconds(s: float | None) -> str:
     return "–" if s is None else (f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min")
 
 
-def progress_text(snap: RunSnapshot, planned_steps: int) -> str:
+def progress_text(snap: RunSnapshot, planned_steps: int, run_id: str) -> str:
     if snap.status == "queued":
-        return "Queued: starts when the run before it ends"
+        wait = queue_waits(store).get(run_id)
+        return (wait.describe() if wait else "Queued").capitalize()
     if snap.live and snap.step == 0:
         return f"Epoch 1/{snap.epochs}: starting (loading the data, building the network)"
     if snap.live:
@@ -120,7 +139,7 @@ def show_snapshot(snap: RunSnapshot, planned_steps: int, controls) -> None:
     elif snap.error:
         st.warning(plain(snap.error))
     controls.progress(snap.run_progress if snap.live else snap.epoch / snap.epochs,
-                      text=progress_text(snap, planned_steps))
+                      text=progress_text(snap, planned_steps, run_id))
     c1, c2 = st.columns(2)
     c1.plotly_chart(loss_figure([("run", snap)], total_steps=snap.epochs * planned_steps).update_layout(height=300),
                     key="train_loss_chart", width="stretch")
@@ -146,14 +165,14 @@ def live_view() -> None:
     info = store.get(run_id)
     snap = info.snapshot
     row = st.columns([3.2, 1, 1], vertical_alignment="center")
-    if store.trainer(run_id) is not None and snap.live:
+    if store.trainer(run_id) is not None and snap.live and who.owns(info):
         if snap.status == "paused":
             if row[1].button("Resume", icon=":material/play_arrow:", key=K.TRAIN_RESUME):
-                store.resume(run_id)
-        elif row[1].button("Pause", icon=":material/pause:", key=K.TRAIN_PAUSE):
-            store.pause(run_id)
+                store.resume(run_id, by=who.by)
+        elif snap.status != "queued" and row[1].button("Pause", icon=":material/pause:", key=K.TRAIN_PAUSE):
+            store.pause(run_id, by=who.by)
         if row[2].button("Stop", icon=":material/stop:", key=K.TRAIN_STOP):
-            store.stop(run_id)
+            store.stop(run_id, by=who.by)
     snap = store.get(run_id).snapshot
     planned = snap.steps_per_epoch if snap.step else steps_per_epoch(info.config)  # known before the data loads
     show_snapshot(snap, planned, row[0])

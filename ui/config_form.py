@@ -14,9 +14,10 @@ def field_key(prefix: str, name: str) -> str:
     return f"{prefix}_{name}"
 
 
-def log_grid(lo: float, hi: float, default: float) -> list[float]:
-    """1 and 3 per decade from lo to hi, with the default among them: a log scale to slide along."""
-    values = {default}
+def log_grid(lo: float, hi: float, default: float, extra: float | None = None) -> list[float]:
+    """1 and 3 per decade from lo to hi, with the default (and `extra`: a value from a lesson link) among them: a log
+    scale to slide along."""
+    values = {default} | ({float(extra)} if isinstance(extra, (int, float)) and lo <= extra <= hi else set())
     for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
         values |= {v for v in (10.0 ** e, 3 * 10.0 ** e) if lo <= v <= hi}
     return sorted(float(f"{v:.6g}") for v in values)
@@ -24,25 +25,32 @@ def log_grid(lo: float, hi: float, default: float) -> list[float]:
 
 def _widget(col, prefix: str, name: str, default: Any, opt: C.Option, values: dict[str, Any]) -> Any:
     key, label = field_key(prefix, name), opt.label
+    # A value already in the session (set by a lesson link, ui/links.py) wins over the default: the widget is then
+    # given no default of its own.
+    held = st.session_state.get(key, None)
+    given = key in st.session_state
     if opt.kind == "choice":
         choices = list(opt.choices())
-        return col.selectbox(label, choices, index=choices.index(default) if default in choices else 0, key=key,
-                             format_func=opt.choice_label or str, help=opt.help)
+        kw = {} if given and held in choices else {"index": choices.index(default) if default in choices else 0}
+        return col.selectbox(label, choices, key=key, format_func=opt.choice_label or str, help=opt.help, **kw)
     if opt.kind == "bool":
-        return col.toggle(label, value=default, key=key, help=opt.help)
+        return col.toggle(label, key=key, help=opt.help, **({} if given else {"value": default}))
     if opt.kind == "int":
-        return int(col.number_input(label, int(opt.lo), int(opt.hi), default, step=1, key=key, help=opt.help))
+        return int(col.number_input(label, int(opt.lo), int(opt.hi), step=1, key=key, help=opt.help,
+                                    **({} if given else {"value": default})))
     if opt.kind == "optional_int":
-        n = int(col.number_input(label, 0, int(opt.hi), default or 0, step=1, key=key, help=opt.help))
+        n = int(col.number_input(label, 0, int(opt.hi), step=1, key=key, help=opt.help,
+                                 **({} if given else {"value": default or 0})))
         return n or None
     if opt.kind == "float" and opt.log:
-        return float(col.select_slider(label, log_grid(opt.lo, opt.hi, default), value=default, key=key,
-                                       format_func=lambda v: f"{v:g}", help=opt.help + " (log scale)"))
+        grid = log_grid(opt.lo, opt.hi, default, held if given else None)
+        return float(col.select_slider(label, grid, key=key, format_func=lambda v: f"{v:g}",
+                                       help=opt.help + " (log scale)", **({} if given else {"value": default})))
     if opt.kind == "float":
-        return float(col.number_input(label, float(opt.lo), float(opt.hi), float(default), step=0.001, format="%.4g",
-                                      key=key, help=opt.help))
+        return float(col.number_input(label, float(opt.lo), float(opt.hi), step=0.001, format="%.4g", key=key,
+                                      help=opt.help, **({} if given else {"value": float(default)})))
     if opt.kind == "sizes":
-        text = col.text_input(label, ", ".join(map(str, default)), key=key, help=opt.help)
+        text = col.text_input(label, key=key, help=opt.help, **({} if given else {"value": ", ".join(map(str, default))}))
         return opt.parse(name, text)  # ValueError names the field
     raise TypeError(f"no widget for option kind {opt.kind!r} ({name})")
 

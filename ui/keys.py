@@ -20,6 +20,7 @@ TRAIN_OPTIMIZER = "train_optimizer"
 TRAIN_START = "train_start"
 TRAIN_CONFIRM_DUPLICATE = "train_confirm_duplicate"
 TRAIN_PENDING_DUPLICATE = "train_pending_duplicate"  # (message, the config it was about)
+TRAIN_REFUSED = "train_refused"  # why the scheduler would not take the run
 TRAIN_LAB_RUNS = "train_lab_runs"
 TRAIN_RUN_ID = "train_run_id"
 TRAIN_PAUSE = "train_pause"
@@ -123,3 +124,28 @@ FW_SWITCH_BACK = "fw_switch_back"
 FW_START = "fw_start"
 FW_GROUP = "fw_group"
 FW_STOP = "fw_stop"
+
+# Who is looking (ui/session.py) and lesson links (ui/links.py)
+SESSION_LEARNER = "session_learner_key"
+SESSION_TEACHER = "session_teacher_key"
+SESSION_JOIN_FORM = "session_join_form"
+SESSION_NAME = "session_display_name"
+SESSION_CLASS_RUNS = "session_class_runs"  # show other learners' runs (read-only)
+LINK_APPLIED = "link_applied"  # (page, the URL's parameters) last applied to the widgets
+
+# Class page (the teacher's)
+CLASS_PAUSE_ALL = "class_pause_all"
+CLASS_RUN = "class_run"
+CLASS_STOP = "class_stop"
+CLASS_DELETE = "class_delete"
+CLASS_CONFIRM_DELETE = "class_confirm_delete"
+CLASS_TITLE = "class_challenge_title"
+CLASS_GOAL = "class_challenge_goal"
+CLASS_TARGET = "class_challenge_target"
+CLASS_MAX_EPOCHS = "class_challenge_max_epochs"
+CLASS_MAX_PARAMS = "class_challenge_max_parameters"
+CLASS_BN = "class_challenge_batch_norm"
+CLASS_MAX_BATCH = "class_challenge_max_batch_size"
+CLASS_SET = "class_challenge_set"
+CLASS_CLEAR = "class_challenge_clear"
+CLASS_REQUEUE = "class_requeue"

@@ -308,6 +308,14 @@ def memory_estimate(config: TrainConfig) -> MemoryEstimate:
     return MemoryEstimate(params, 4 * params, 4 * params, 8 * params, 4 * config.batch_size * per_image)
 
 
+def trainable_parameters(config: TrainConfig) -> int:
+    """Weights the optimizer updates: every Linear's weights and biases, and BatchNorm's scale and shift (its
+    running statistics are not trained)."""
+    spec = dataset_spec(config.dataset)
+    sizes = (spec.input_size, *config.hidden, spec.num_classes)
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:])) + (2 * sum(config.hidden) if config.batch_norm else 0)
+
+
 def _mb(n: int) -> str:
     return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:,.0f} MB"
 
