@@ -294,14 +294,58 @@ def test_estimate_rests_on_this_machines_timed_epochs(monkeypatch):
     # epochs of 100 and 300 steps: 0.5 s + 0.004 s a step; 150 steps then take 1.1 s, not 150/300 of 1.7 s
     fit = pace.estimate([timed(100, 0.9), timed(300, 1.7)], sweep)
     assert fit.seconds == pytest.approx(6 * (1.1 + pace.RUN_OVERHEAD)) and "like these" in fit.basis
-    assert "rough guess" in pace.estimate([], sweep).basis
+    guess = pace.estimate([], sweep, probe=None)  # nothing timed here, and the machine's pace not measured yet
+    assert guess.first_guess and "first guess from another machine's pace" in guess.basis
     other = replace(sweep[0], hidden=(64,))
-    assert "rough guess" in pace.estimate([timed(150, 0.9)] * 2, [other]).basis  # another network is not "like"
+    assert pace.estimate([timed(150, 0.9)] * 2, [other], probe=None).first_guess  # another network is not "like"
+    keras = replace(sweep[0], framework="keras")  # nor another framework
+    assert "Keras run counted at PyTorch's pace" in pace.estimate([timed(150, 0.9)] * 2, [keras], probe=None).basis
     probed = [replace(timed(150, 1.2), group="twins-abcdef")] * 2  # the lab's probe costs its twins time
     mixed = pace.estimate(probed + [timed(150, 0.9)] * 2, sweep, prefer=lambda r: r.group is None)
     assert mixed.seconds == pytest.approx(same.seconds)
     monkeypatch.setattr(pace, "is_loaded", lambda name, data_dir=None: False)
     assert pace.estimate([timed(150, 0.9)] * 2, sweep).seconds == pytest.approx(same.seconds + pace.LOAD_SECONDS)
+
+
+def test_estimate_before_any_run_rests_on_steps_timed_here(monkeypatch):
+    """Issue: with no run history the first estimate used the dev machine's constants (1.5 ms a step) while a step
+    here took 5.5 ms. With the machine's measured pace the estimate is that pace's arithmetic, says it rests on it,
+    and is no first guess; a timed run of the same kind still wins over it. Catches an estimate that ignores the
+    measured pace (the old behaviour) or lets it override this machine's timed epochs."""
+    import core.store.pace as pace
+    monkeypatch.setattr(pace, "is_loaded", lambda name, data_dir=None: True)
+    slow = pace.Pace(step_fixed=0.004, per_sample=2e-5, eval_seconds=0.8, start=0.05, steps=24)
+    cfg = TrainConfig(epochs=2, max_batches=200)
+    e = pace.estimate([], [cfg], pace=slow)
+    step = 0.004 + 2e-5 * 64
+    assert e.seconds == pytest.approx(2 * (200 * step + 0.8) + pace.RUN_OVERHEAD)
+    assert not e.first_guess and "from 24 training steps this machine timed" in e.basis
+    assert e.seconds > 2 * pace.estimate([], [cfg], probe=None).seconds  # the constants were far too fast here
+    snap = RunSnapshot(status="finished", epochs=2, steps_per_epoch=200, step=400,
+                       history=tuple(EpochMetrics(k, 1, .5, 1, .5, 1.5) for k in (1, 2)))
+    timed = RunInfo("20260101-120000-0000c8", cfg, "r", 0.0, snap)
+    assert pace.estimate([timed], [cfg], pace=slow).seconds == pytest.approx(2 * 1.5 + pace.RUN_OVERHEAD)
+
+
+def test_pace_probe_measures_once_in_the_background(data_dir, monkeypatch):
+    """The probe times real training steps in a thread of its own and keeps the result; a second start does not
+    measure again; a failed measurement (no data) is kept as an error and tried again on the next start. Catches
+    a probe that re-measures on every page view, or one that stays failed after the data arrives."""
+    import core.store.pace as pace_module
+    from core.engine.data import DataUnavailableError
+    from core.store.pace import PaceProbe
+    real = pace_module._measure
+    monkeypatch.setattr(pace_module, "_measure", lambda *a: (_ for _ in ()).throw(DataUnavailableError("no MNIST")))
+    probe = PaceProbe()
+    with pytest.raises(DataUnavailableError):
+        probe.wait(data_dir)
+    assert probe.pace is None and isinstance(probe.error, DataUnavailableError)
+    monkeypatch.setattr(pace_module, "_measure", real)
+    probe.start(data_dir)
+    pace = probe.wait(data_dir)
+    assert pace.steps == 24 and pace.step_fixed + 64 * pace.per_sample > 0 and pace.eval_seconds > 0
+    probe.start(data_dir)
+    assert probe.pace is pace and not probe.measuring and probe.error is None
 
 
 def test_one_class_answer(data_dir):

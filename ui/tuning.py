@@ -9,7 +9,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.lessons.tuning import Pace, TrialRow, best_row, draw, measure_pace, trial_rows
+from core.lessons.tuning import TrialRow, best_row, draw, trial_rows
+from core.store.pace import PROBE, Pace
 from core.tuning.space import shown_params
 from core.tuning.study import StudySpec, Tuner, budget_used
 from ui import keys as K
@@ -28,9 +29,13 @@ def draws(lo: float, hi: float, n: int, log: bool, seed: int) -> np.ndarray:
     return draw(lo, hi, n, log=log, seed=seed)
 
 
-@st.cache_resource(show_spinner="Measuring this machine's pace (a few training steps and one evaluation)…")
 def get_pace(data_dir: str | None) -> Pace:
-    return measure_pace(data_dir)
+    """This machine's pace, measured once per process (core.store.pace.PROBE, shared with every page's estimate):
+    the Tuning lab's every estimate rests on it, so this page waits for it."""
+    if PROBE.pace is not None:
+        return PROBE.pace
+    with st.spinner("Measuring this machine's pace (a few training steps and one evaluation, once per server start)…"):
+        return PROBE.wait(data_dir)
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 360) -> go.Figure:

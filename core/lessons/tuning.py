@@ -6,14 +6,13 @@ page shows are the distribution the studies really sample."""
 from __future__ import annotations
 
 import math
-import threading
-import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from core.engine.config import TrainConfig
+from core.store.pace import Pace, measure_pace, weights  # noqa: F401 - the Tuning page's pace lives with the others
 from core.store.runs import RunStore
 from core.tuning.space import Dimension, make_space
 from core.tuning.study import StudySpec, retried_numbers, run_of
@@ -196,74 +195,6 @@ def best_row(rows: Sequence[TrialRow]) -> TrialRow | None:
 
 
 # --- how long it will take -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Pace:
-    """This machine's speed for the course network (measured): a training step costs `step_fixed` +
-    `per_sample` x batch size seconds, a pass over the 10,000 test images `eval_seconds`; scaled by the
-    number of weights for other widths. `start` is a run's own start-up (thread, files)."""
-    step_fixed: float
-    per_sample: float
-    eval_seconds: float
-    start: float = 0.05
-
-    def trial_seconds(self, config: TrainConfig) -> float:
-        from core.engine.data import dataset_spec, num_batches
-
-        w = weights(config) / weights(TrainConfig())
-        batches = num_batches(dataset_spec(config.dataset).train_size, config.batch_size, config.max_batches)
-        step = self.step_fixed + self.per_sample * config.batch_size * w
-        return config.epochs * (batches * step + self.eval_seconds * w) + self.start
-
-
-def weights(config: TrainConfig) -> int:
-    """Multiply-adds per image: what a step's time grows with."""
-    sizes = (784, *config.hidden, 10)
-    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-
-
-def measure_pace(data_dir: str | None = None, steps: int = 12) -> Pace:
-    """Time a few training steps at two batch sizes and one evaluation (about half a second). Runs in a thread
-    of its own, which then ends: a long-lived thread that has run torch slows later training."""
-    out: dict[str, Pace] = {}
-    t = threading.Thread(target=lambda: out.setdefault("pace", _measure(data_dir, steps)), name="pace")
-    t.start()
-    t.join()
-    return out["pace"]
-
-
-def _measure(data_dir: str | None, steps: int) -> Pace:
-    import torch
-    from torch.nn import functional as F
-
-    from core.engine import cpu
-    from core.engine.data import iterate_batches, load_dataset
-    from core.engine.models import build_model
-    from core.engine.optimizers import build_optimizer
-    from core.engine.torch_loop import evaluate
-
-    cpu.use_base_threads()
-    config = TrainConfig()
-    data = load_dataset(config.dataset, data_dir)
-    model = build_model(config)
-    opt = build_optimizer(model.parameters(), config)
-    per_step = {}
-    for bs in (32, 256):
-        batches = iterate_batches(data.train_x, data.train_y, bs, torch.Generator().manual_seed(0), steps + 2)
-        for i, (xb, yb) in enumerate(batches):
-            if i == 2:  # two warm-up steps
-                t0 = time.perf_counter()
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        per_step[bs] = (time.perf_counter() - t0) / steps
-    t0 = time.perf_counter()
-    evaluate(model, data.test_x, data.test_y)
-    eval_seconds = time.perf_counter() - t0
-    per_sample = max(0.0, (per_step[256] - per_step[32]) / (256 - 32))
-    return Pace(max(0.0, per_step[32] - 32 * per_sample), per_sample, eval_seconds)
-
-
 def estimate_seconds(spec: StudySpec, pace: Pace, draws: int = 64) -> float:
     """Seconds for the whole budget, if no trial is pruned: the mean trial over draws from the space (the
     grid's points for a grid) times the number of trials."""
