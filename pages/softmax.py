@@ -2,33 +2,22 @@
 import numpy as np
 import streamlit as st
 
-from core import TrainConfig
 from core.engine.data import DataUnavailableError
-from core.lessons.softmax_experiments import regression_vs_softmax
-from core.lessons.softmax import (COMPARED_CONFIDENCES, WORKED_CLASSES, WORKED_PROBS, autograd_bce, autograd_softmax_ce,
-                                  binary_comparison, confidence_sweep, double_softmax_floor, forms_at, logits_for_probs,
+from core.lessons.softmax import (WORKED_CLASSES, WORKED_PROBS, autograd_bce, autograd_softmax_ce, binary_comparison,
+                                  compared_forms, confidence_sweep, double_softmax_harm, logits_for_probs,
                                   ordinal_vs_onehot_losses, softmax_cross_entropy)
+from core.lessons.softmax_experiments import (double_softmax_configs, form_name, label_experiment_configs, newest_pair,
+                                              regression_error_rows, regression_vs_softmax)
 from ui import keys as K
-from ui.figures import accuracy_figure, bar_figure, confusion_figure, line_figure, loss_figure
 from ui.data import blocked_help, data_check, data_line, data_notice
+from ui.estimate import duration_caption
+from ui.figures import accuracy_figure, bar_figure, confusion_figure, line_figure, loss_figure
 from ui.registry import BROKEN, get_store, ordered_runs, plain, unique_name
+from ui.softmax import check_line, sign_colors
 
 st.title("Softmax, one-hot labels and cross-entropy")
 data = data_check("mnist")  # the two experiments train on MNIST; the rest computes from the sliders
 data_line(data, "The two experiments (tabs *Labels* and *Double softmax*)", "in those tabs")
-UP, DOWN = "#2ca02c", "#d62728"  # gradient < 0: gradient descent pushes the logit up; > 0: down
-
-
-def sign_colors(g: np.ndarray) -> list[str]:
-    return [UP if v < 0 else DOWN for v in g]
-
-
-def check_line(ok: bool, what: str, max_diff: float) -> None:
-    if ok:
-        st.success(f"{what} (largest difference {max_diff:.1e})", icon=":material/check_circle:")
-    else:
-        st.error(f"Mismatch: {what} fails (largest difference {max_diff:.1e})", icon=":material/error:")
-
 
 multi, binary, labels, double = st.tabs(["Multi-class", "Binary: sigmoid vs 2-way softmax", "Labels: ordinal vs one-hot",
                                          "Double softmax"])
@@ -114,10 +103,11 @@ with labels:
                     key="sm_ordinal", width="stretch")
     c2.plotly_chart(bar_figure(["predict cat", "predict dog", "predict rabbit"], ce,
                                f"One-hot: −log ŷ[rabbit], {conf:.0%} on the predicted class"), key="sm_onehot", width="stretch")
-    st.markdown("**Live experiment on MNIST** (a few seconds on a laptop CPU): the same MLP trained on 12,000 images for "
-                "3 epochs, once with one output regressed on the digit's value (rounded to predict), once with a "
-                "10-way softmax. Tested on all 10,000 test images.")
+    st.markdown("**Live experiment on MNIST**: the same MLP trained on 12,000 images for 3 epochs, once with one output "
+                "regressed on the digit's value (rounded to predict), once with a 10-way softmax. Tested on all 10,000 "
+                "test images.")
     data_notice(data, "sm_labels")
+    duration_caption(label_experiment_configs(), data, "Two models, one after the other: ")
     if st.button("Run the experiment", key=K.SM_RUN_EXPERIMENT, disabled=not data.ok, help=blocked_help(data)):
         try:
             with st.spinner("Training both models…"):
@@ -138,71 +128,63 @@ with labels:
         c1.plotly_chart(confusion_figure(res.regression_confusion, [str(d) for d in range(10)], normalized=False)
                         .update_layout(title="Regression model: confusion matrix (counts)"),
                         key="sm_regression_confusion", width="stretch")
-        c2.dataframe([{"true digit": d, "errors": int(res.regression_confusion[d].sum() - res.regression_confusion[d, d]),
-                       "read most often as": ", ".join(f"{p} ({n})" for p, n in top)}
-                      for d, top in enumerate(reg.top_wrong)], hide_index=True, key="sm_regression_errors")
+        c2.dataframe(regression_error_rows(res), hide_index=True, key="sm_regression_errors")
 
 with double:
-    floor = double_softmax_floor(10)
-    at = {f.p_true: f for f in map(forms_at, COMPARED_CONFIDENCES)}  # autograd, float64
-    start, confident = at[0.10], at[0.98]
-    st.markdown("The original course code ends the model with `nn.Softmax` and feeds its output to `nn.CrossEntropyLoss`, "
-                f"which applies log-softmax again. Even a perfect one-hot output then costs log(1 + 9/e) = **{floor:.3f}**.")
-    st.markdown(f"A gradient that shrinks as the prediction gets confident is normal: for the correct form dL/dz = ŷ − y "
-                f"goes to 0 too. What is wrong with the double softmax is that its gradient is **small from the start**: "
-                f"with every output equal (ŷ[true] = {start.p_true:.2f}, an untrained network) it is {start.ratio:.0f}× "
-                f"smaller than the correct one ({start.double_grad:.3f} vs {start.grad:.3f}). By ŷ[true] = "
-                f"{confident.p_true:.2f} the two are only {confident.ratio:.1f}× apart ({confident.double_grad:.4f} vs "
-                f"{confident.grad:.4f}), but the correct loss has fallen to {confident.loss:.3f} while the double-softmax "
-                f"loss is still {confident.double_loss:.3f}: its gradient **vanishes while the loss is stuck at or above "
-                f"{floor:.3f}**, so the loss keeps reporting an error that the gradient no longer pushes against.")
-    st.dataframe([{"ŷ[true]": f.p_true, "correct ‖dL/dz‖": round(f.grad, 4), "double ‖dL/dz‖": round(f.double_grad, 4),
-                   "times smaller": round(f.ratio, 2), "correct loss": round(f.loss, 4), "double loss": round(f.double_loss, 4)}
-                  for f in at.values()], hide_index=True, key="sm_double_table")
-    st.caption("Logits [m, 0, …, 0] with m chosen so that softmax gives the true class ŷ[true]; losses and gradient "
-               "norms by torch autograd in float64.")
+    harm, at = double_softmax_harm(), compared_forms()  # autograd, float64
+    wrong, start = harm.wrong, harm.start
+    st.markdown("The course code ends the model with `nn.Softmax` and feeds that to `nn.CrossEntropyLoss`, which applies "
+                "log-softmax again: an output that is **confidently wrong gets almost no gradient** — at "
+                f"{wrong.p:.0%} on a wrong digit ‖dL/dz‖ is **{wrong.double_grad:.4f}** instead of **{wrong.grad:.3f}** "
+                f"({wrong.ratio:.0f}× smaller) — and its loss can never report more than log(e + 9) = "
+                f"**{harm.ceiling:.3f}**, nor less than log(1 + 9/e) = **{harm.floor:.3f}**.")
+    with st.expander("Why that, and not the small gradient at the start, is the harm"):
+        st.markdown(f"With every output equal (an untrained network) the double-softmax gradient is {start.ratio:.0f}× "
+                    f"smaller too ({start.double_grad:.4f} vs {start.grad:.4f}), but a smaller gradient everywhere is "
+                    "what Adam divides out: fed the same gradients 10× smaller, Adam moves the weights "
+                    f"{harm.adam_scale:.4f}× as far (20 steps on random gradients, computed now). What it cannot "
+                    "divide out is how the examples pull against each other. In the correct form a confidently wrong "
+                    f"output pulls {harm.correct_weight:.2f}× as hard as an untrained one; in the double softmax "
+                    f"{harm.double_weight:.3f}×: the examples the network gets most wrong are the ones it learns "
+                    "least from, and their loss is capped, so the mean loss hides them too.")
+    st.dataframe([{"the output puts": f.case, "ŷ[true]": round(f.p_true, 4), "correct ‖dL/dz‖": round(f.grad, 4),
+                   "double ‖dL/dz‖": round(f.double_grad, 4), "times smaller": round(f.ratio, 2),
+                   "correct loss": round(f.loss, 4), "double loss": round(f.double_loss, 4)} for f in at],
+                 hide_index=True, key="sm_double_table")
+    st.caption("Logits 0 except one, m, chosen so that softmax puts the stated share on the true digit or on a wrong "
+               "one; losses and gradient norms by torch autograd in float64.")
     sw = confidence_sweep(10)
     c1, c2 = st.columns(2)
     c1.plotly_chart(line_figure(sw["p_true"], {"correct: CE(z)": sw["loss"], "double: CE(softmax(z))": sw["double_loss"]},
-                                "Loss vs confidence", "ŷ[true]", "loss", hline=(floor, f"floor {floor:.3f}")),
+                                "Loss vs confidence", "ŷ[true]", "loss", hline=(harm.floor, f"floor {harm.floor:.3f}")),
                     key="sm_double_loss", width="stretch")
     c2.plotly_chart(line_figure(sw["p_true"], {"correct": sw["grad"], "double": sw["double_grad"]},
                                 "Gradient norm ‖dL/dz‖ vs confidence", "ŷ[true]", "‖dL/dz‖"),
                     key="sm_double_grad", width="stretch")
     st.markdown("**Train both forms briefly** (no-BN, 3 epochs of 150 batches; they appear in the run store too):")
-    store = get_store()
+    store, pair = get_store(), double_softmax_configs()
     data_notice(data, "sm_double")
+    duration_caption(pair, data, "Two runs, one after the other: ")
     if st.button("Train correct and double-softmax models", key=K.SM_TRAIN_BOTH, disabled=not data.ok,
                  help=blocked_help(data)):
-        ids = []
-        for ds in (False, True):
-            cfg = TrainConfig(double_softmax=ds, epochs=3, max_batches=150)
-            live = store.find_live(cfg)
-            name = unique_name(store.list(), ("double softmax" if ds else "correct") + " (explorer)")
-            ids.append(live.id if live else store.start(cfg, name=name).id)
-        st.session_state[K.SM_DOUBLE_RUNS] = ids
+        st.session_state[K.SM_DOUBLE_RUNS] = [
+            (live.id if (live := store.find_live(cfg)) else
+             store.start(cfg, name=unique_name(store.list(), form_name(cfg) + " (explorer)")).id) for cfg in pair]
     ids = st.session_state.get(K.SM_DOUBLE_RUNS) or []
-    if not ids:  # or pick earlier runs of the learner's from the store (never a failed or diverged one)
-        mine = [r for r in ordered_runs(store.list(), lab=False) if r.snapshot.history
-                and r.snapshot.status not in BROKEN]
-        correct = [r for r in mine if not r.config.double_softmax]
-        doubled = [r for r in mine if r.config.double_softmax]
-        if correct and doubled:
-            ids = [correct[0].id, doubled[0].id]
-            st.caption("Showing the newest finished runs of each form from the run store.")
+    if not ids and (ids := newest_pair(ordered_runs(store.list(), lab=False), BROKEN)):
+        st.caption("Showing the newest finished runs of each form from the run store.")
     ids = [i for i in ids if i in {r.id for r in store.list()}]
     if ids:
         live_now = any(store.get(i).live for i in ids)
 
         @st.fragment(run_every=1.0 if live_now else None)
         def double_runs() -> None:
-            pairs = [(("double softmax" if store.get(i).config.double_softmax else "correct"), store.get(i).snapshot)
-                     for i in ids]
+            pairs = [(form_name(store.get(i).config), store.get(i).snapshot) for i in ids]
             c1, c2 = st.columns(2)
             c1.plotly_chart(loss_figure(pairs), key="sm_double_runs_loss", width="stretch")
             c2.plotly_chart(accuracy_figure(pairs), key="sm_double_runs_acc", width="stretch")
             for label, s in pairs:
-                if s.status in ("failed", "diverged"):
+                if s.status in BROKEN:
                     st.error(f"The {label} run {s.status}: {plain(s.error)}")
                 if s.final:
                     st.caption(f"{label}: final training loss {s.final.train_loss:.3f}, test accuracy {s.final.test_acc:.2%} "

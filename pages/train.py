@@ -6,11 +6,12 @@ from core import DuplicateRunError, TrainConfig
 from core.store.runs import AdmissionError
 from core.engine.cpu import apply_thread_policy
 from core.engine.snapshot import RunSnapshot
-from core.lessons.softmax import double_softmax_floor, forms_at
-from core.store.pace import estimate, steps_per_epoch
+from core.lessons.softmax import double_softmax_warning
+from core.store.pace import steps_per_epoch
 from ui import keys as K
 from ui.config_form import config_form
 from ui.data import blocked_help, data_check, data_notice
+from ui.estimate import duration_caption
 from ui.figures import accuracy_figure, loss_figure
 from core.store.waiting import queue_waits
 from ui.links import apply_link, config_params, link_box
@@ -31,11 +32,7 @@ def read_config() -> TrainConfig | None:
     """Widgets (generated from TrainConfig) -> TrainConfig; shows the problem and returns None when a value is invalid."""
     config = config_form(K.TRAIN, columns=1, main=MAIN_SETTINGS)
     if st.session_state.get(K.TRAIN_DOUBLE_SOFTMAX):
-        start = forms_at(0.10)  # every output equal: where an untrained network starts
-        st.caption(":material/warning: Double softmax is wrong on purpose: CrossEntropyLoss already applies "
-                   f"(log-)softmax, so softmax runs twice. The loss cannot go below {double_softmax_floor(10):.3f}, "
-                   f"and the gradient is small from the start: {start.ratio:.0f}× smaller than the correct one "
-                   "while every output is equal (numbers: Softmax explorer, *Double softmax*).")
+        st.caption(":material/warning: " + double_softmax_warning())  # computed numbers
     return config
 
 
@@ -59,8 +56,7 @@ with left:
     with notice:
         data_notice(data, K.TRAIN)
     if config is not None:
-        guess = estimate(store.list(), [config])
-        st.caption(f"{guess.describe()} on this machine ({guess.basis}).")
+        duration_caption([config], data)
         if config.precision_choice is not None:
             st.caption(f"Arithmetic: {config.precision_choice.describe()}.")
     st.session_state.pop(K.TRAIN_REFUSED, None)

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.lessons.softmax import (COMPARED_CONFIDENCES, autograd_bce, autograd_softmax_ce, binary_comparison,
-                                  confidence_sweep, double_softmax_floor, forms_at, logits_for_probs,
-                                  margin_for_confidence, ordinal_vs_onehot_losses, sigmoid, softmax, softmax_cross_entropy)
+from core.lessons.softmax import (COMPARED_CONFIDENCES, COMPARED_WRONG, adam_step_scale, autograd_bce, autograd_softmax_ce,
+                                  binary_comparison, compared_forms, confidence_sweep, double_softmax_ceiling,
+                                  double_softmax_floor, double_softmax_harm, double_softmax_warning, forms_at,
+                                  logits_for_probs, margin_for_confidence, ordinal_vs_onehot_losses, sigmoid, softmax,
+                                  softmax_cross_entropy)
 from core.lessons.softmax_experiments import confusion_counts, error_summary, regression_labels
 
 
@@ -81,10 +83,11 @@ def test_double_softmax_floor():
     assert sw["double_grad"][1] < sw["grad"][1] and sw["double_grad"][-1] < 1e-8
 
 
-def _independent_forms(p_true: float, n: int = 10):
-    """Both forms from scratch: logits = log of the probability vector (softmax ignores the shift)."""
+def _independent_forms(p_true: float, n: int = 10, wrong: bool = False):
+    """Both forms from scratch: logits = log of the probability vector (softmax ignores the shift); the true
+    class is 0, and with `wrong` the share p_true sits on class 1 instead."""
     probs = torch.full((n,), (1 - p_true) / (n - 1), dtype=torch.float64)
-    probs[0] = p_true
+    probs[1 if wrong else 0] = p_true
     out = []
     for double in (False, True):
         z = probs.log().requires_grad_(True)
@@ -112,6 +115,52 @@ def test_gradient_ratios_at_the_stated_probabilities():
     assert round(confident.ratio, 1) == 1.2 and confident.loss < 0.03 and confident.double_loss > double_softmax_floor(10)
     assert start.ratio > mid.ratio > confident.ratio  # the gap is widest at the start, not when confident
     assert math.log(1 + 9 / math.e) == pytest.approx(double_softmax_floor(10))
+
+
+@pytest.mark.parametrize("p", COMPARED_WRONG)
+def test_wrong_digit_rows_equal_autograd(p):
+    """The table's wrong-digit rows, against both forms built from the probability vector. Catches rows computed
+    with the share on the true class (the old table) or with the target moved along with the share."""
+    f = forms_at(p, wrong=True)
+    (loss, grad), (dloss, dgrad) = _independent_forms(p, wrong=True)
+    assert (f.loss, f.grad, f.double_loss, f.double_grad) == pytest.approx((loss, grad, dloss, dgrad), rel=1e-10)
+    assert f.p_true == pytest.approx((1 - p) / 9) and f.loss == pytest.approx(-math.log((1 - p) / 9))
+    assert double_softmax_floor(10) < f.double_loss < double_softmax_ceiling(10)
+
+
+def test_the_harm_is_on_confidently_wrong_outputs():
+    """The numbers the page and the Train page now state (issue: at 98% on a wrong digit the correct gradient
+    norm is 1.399 and the double-softmax one 0.0056, 248x smaller; the loss capped at log(e + 9) = 2.461). By hand:
+    y_hat - y has 0.98 on the wrong digit, 0.02/9 - 1 on the true one and 0.02/9 on the eight others. Catches a
+    page that keeps 'small from the start' as the harm (10x at 0.10, which Adam divides out: the step for gradients
+    10x smaller is within 0.1% of the full one) or a ratio taken the wrong way round."""
+    h = double_softmax_harm()
+    q = 0.02 / 9
+    by_hand = math.sqrt(0.98 ** 2 + (q - 1) ** 2 + 8 * q ** 2)
+    assert h.wrong.grad == pytest.approx(by_hand, rel=1e-12) and round(h.wrong.grad, 3) == 1.399
+    assert round(h.wrong.double_grad, 4) == 0.0056 and round(h.wrong.ratio) == 248
+    assert h.ceiling == pytest.approx(math.log(math.e + 9)) and round(h.ceiling, 3) == 2.461
+    sure_wrong = torch.eye(10, dtype=torch.float64)[1:2]  # a softmax output all on digit 1, the truth is 0
+    assert torch.nn.functional.cross_entropy(sure_wrong, torch.tensor([0])).item() == pytest.approx(h.ceiling)
+    assert h.wrong.ratio > 20 * h.start.ratio  # the wrong outputs lose far more than the uniform start's 10x
+    assert h.correct_weight == pytest.approx(by_hand / math.sqrt(0.9))  # ‖y_hat - y‖ at ten equal outputs: √0.9
+    assert h.double_weight == pytest.approx(h.correct_weight / (h.wrong.ratio / h.start.ratio))
+    assert 0.999 < h.adam_scale <= 1.0
+    text = double_softmax_warning()
+    assert "248× less" in text and "between 1.461 and 2.461" in text and "small from the start" not in text
+
+
+def test_adam_step_scale_sees_epsilon():
+    """adam_step_scale really runs Adam: gradients far below its ε (1e-8) are NOT divided out (a stub that returns
+    1.0 fails here)."""
+    assert adam_step_scale(1e-6) < 0.5 < adam_step_scale(0.1)
+
+
+def test_table_rows_in_order():
+    rows = compared_forms()
+    assert [f.p for f in rows] == list(COMPARED_CONFIDENCES) + list(COMPARED_WRONG)
+    assert [f.wrong for f in rows] == [False] * len(COMPARED_CONFIDENCES) + [True] * len(COMPARED_WRONG)
+    assert rows[-1].case == "98% on a wrong digit"
 
 
 def test_margin_for_confidence():

@@ -74,13 +74,22 @@ def test_labels_panel_and_live_experiment(page, monkeypatch, data_dir):
 
 
 def test_double_softmax_panel_states_computed_gradients(page):
-    from core.lessons.softmax import forms_at
+    """The panel's first sentence names the harm on confidently wrong outputs with computed numbers, the table has
+    the wrong-digit rows, and the uniform 10x of the start is explained behind the expander. Catches the old
+    paragraph ('small from the start' as the harm) and a table without the wrong-digit rows."""
+    from core.lessons.softmax import COMPARED_WRONG, double_softmax_harm, forms_at
+    h = double_softmax_harm()
     text = md(page)
-    start, confident = forms_at(0.10), forms_at(0.98)
-    assert f"{start.ratio:.0f}× smaller than the correct one ({start.double_grad:.3f} vs {start.grad:.3f})" in text
-    assert "10× smaller than the correct one (0.095 vs 0.949)" in text
-    assert f"only {confident.ratio:.1f}× apart" in text and "stuck at or above 1.461" in text
-    assert "fades as the prediction gets confident" not in text
+    assert (f"at 98% on a wrong digit ‖dL/dz‖ is **{h.wrong.double_grad:.4f}** instead of **{h.wrong.grad:.3f}** "
+            f"({h.wrong.ratio:.0f}× smaller)") in text
+    assert "**0.0056** instead of **1.399** (248× smaller)" in text and "log(e + 9) = **2.461**" in text
+    assert "small from the start" not in text and "fades as the prediction gets confident" not in text
+    assert [e.label for e in page.expander] == ["Why that, and not the small gradient at the start, is the harm"]
+    assert f"{h.adam_scale:.4f}× as far" in text and f"{h.double_weight:.3f}×" in text
+    (table,) = [d.value for d in page.dataframe if "the output puts" in d.value.columns]
+    wrong_rows = table[table["the output puts"].str.contains("wrong")]
+    assert len(wrong_rows) == len(COMPARED_WRONG)
+    assert list(wrong_rows["times smaller"]) == [round(forms_at(p, wrong=True).ratio, 2) for p in COMPARED_WRONG]
 
 
 def test_double_softmax_panel_trains_both(page):

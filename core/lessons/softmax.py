@@ -9,6 +9,7 @@ import torch
 
 WORKED_PROBS = (0.1, 0.2, 0.7)  # the course's example: true class rabbit
 WORKED_CLASSES = ("cat", "dog", "rabbit")
+N_CLASSES = 10  # the double-softmax panel: MNIST's ten digits
 
 
 def log_softmax(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -148,21 +149,40 @@ def confidence_sweep(n_classes: int = 10, margins: np.ndarray | None = None) -> 
 
 # ŷ[true] where the page compares the two forms: 1/10 is where every output is equal (an untrained net)
 COMPARED_CONFIDENCES = (0.10, 0.30, 0.50, 0.69, 0.90, 0.98, 0.999)
+# ...and the output's confidence on a WRONG digit, where the two forms differ most
+COMPARED_WRONG = (0.50, 0.90, 0.98)
+
+
+def double_softmax_ceiling(n_classes: int = 10) -> float:
+    """Highest cross-entropy the double softmax can report: an output that is one-hot on a wrong class gives
+    CE(softmax(p)) = log(e + n - 1) (about 2.461 for 10 classes), however wrong the network is."""
+    return math.log(math.e + n_classes - 1)
 
 
 @dataclass(frozen=True)
 class FormsAt:
-    """Both forms at logits [m, 0, ..., 0] whose softmax gives the true class p_true."""
-    p_true: float
+    """Both forms at logits [0, ..., m, ..., 0] whose softmax puts p on one class: the true one, or a wrong one
+    (then the true class and the others share 1 - p)."""
+    p: float
+    wrong: bool  # p sits on a wrong class
     loss: float  # CE(z): the correct form
     grad: float  # its ‖dL/dz‖
-    double_loss: float  # CE(softmax(z)): never below double_softmax_floor
+    double_loss: float  # CE(softmax(z)): between double_softmax_floor and double_softmax_ceiling
     double_grad: float
+    n_classes: int = N_CLASSES
+
+    @property
+    def p_true(self) -> float:
+        return (1 - self.p) / (self.n_classes - 1) if self.wrong else self.p
 
     @property
     def ratio(self) -> float:
         """How many times smaller the double-softmax gradient is."""
         return self.grad / self.double_grad
+
+    @property
+    def case(self) -> str:
+        return f"{self.p:.0%} on a wrong digit" if self.wrong else f"{self.p:.3g} on the true digit"
 
 
 def margin_for_confidence(p_true: float, n_classes: int = 10) -> float:
@@ -172,7 +192,63 @@ def margin_for_confidence(p_true: float, n_classes: int = 10) -> float:
     return math.log(p_true * (n_classes - 1) / (1 - p_true))
 
 
-def forms_at(p_true: float, n_classes: int = 10) -> FormsAt:
+def forms_at(p: float, n_classes: int = N_CLASSES, wrong: bool = False) -> FormsAt:
+    """Both forms when the output puts p on the true class (class 0), or with `wrong` on class 1 instead."""
     z = torch.zeros(n_classes, dtype=torch.float64)
-    z[0] = margin_for_confidence(p_true, n_classes)
-    return FormsAt(p_true, *_both_forms(z))
+    z[1 if wrong else 0] = margin_for_confidence(p, n_classes)
+    return FormsAt(p, wrong, *_both_forms(z, target=0), n_classes)
+
+
+def compared_forms() -> list[FormsAt]:
+    """The rows of the page's table: confidences on the true digit, then on a wrong one."""
+    return [forms_at(p) for p in COMPARED_CONFIDENCES] + [forms_at(p, wrong=True) for p in COMPARED_WRONG]
+
+
+@dataclass(frozen=True)
+class DoubleSoftmaxHarm:
+    """What the double softmax does to the gradient, in the numbers the page and the Train page state."""
+    floor: float  # lowest loss it can reach (a perfect output)
+    ceiling: float  # highest loss it can report (an output sure of a wrong digit)
+    start: FormsAt  # every output equal: an untrained network
+    wrong: FormsAt  # 98% on a wrong digit
+    adam_scale: float  # Adam's step for the same gradients 10x smaller, as a share of its step for the full ones
+
+    @property
+    def correct_weight(self) -> float:
+        """A confidently wrong output's pull, relative to an untrained one's, in the correct form."""
+        return self.wrong.grad / self.start.grad
+
+    @property
+    def double_weight(self) -> float:
+        return self.wrong.double_grad / self.start.double_grad
+
+
+def double_softmax_harm(n_classes: int = N_CLASSES) -> DoubleSoftmaxHarm:
+    return DoubleSoftmaxHarm(double_softmax_floor(n_classes), double_softmax_ceiling(n_classes),
+                             forms_at(1 / n_classes, n_classes), forms_at(0.98, n_classes, wrong=True),
+                             adam_step_scale(0.1))
+
+
+def adam_step_scale(scale: float, steps: int = 20, size: int = 1000, seed: int = 0) -> float:
+    """How far Adam (PyTorch's, default settings) moves a parameter fed gradients x `scale`, as a share of how far
+    it moves it fed the gradients themselves: random gradients of about 1e-3, the same ones both times."""
+    g = torch.Generator().manual_seed(seed)
+    grads = [torch.randn(size, generator=g, dtype=torch.float64) * 1e-3 for _ in range(steps)]
+    moved = []
+    for s in (1.0, scale):
+        w = torch.nn.Parameter(torch.zeros(size, dtype=torch.float64))
+        opt = torch.optim.Adam([w], lr=1e-3)
+        for gr in grads:
+            w.grad = gr * s
+            opt.step()
+        moved.append(float(w.detach().norm()))
+    return moved[1] / moved[0]
+
+
+def double_softmax_warning(n_classes: int = N_CLASSES) -> str:
+    """The Train page's one-line warning under the double-softmax option, with computed numbers."""
+    h = double_softmax_harm(n_classes)
+    return (f"Double softmax is wrong on purpose: CrossEntropyLoss already applies (log-)softmax, so softmax runs "
+            f"twice. The loss stays between {h.floor:.3f} and {h.ceiling:.3f}, and an output that is confidently "
+            f"wrong gets almost no gradient: at {h.wrong.p:.0%} on a wrong digit {h.wrong.ratio:.0f}× less than the "
+            "correct form gives it (numbers: Softmax explorer, *Double softmax*).")

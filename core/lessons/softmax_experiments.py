@@ -1,16 +1,20 @@
 """Short live experiments for the explorer pages, on a subset of MNIST (seconds on a CPU)."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from core.engine.config import TrainConfig
 from core.engine.data import iterate_batches, load_dataset
 from core.engine.models import MLP, init_weights
 from core.engine.torch_loop import default_device
+from core.store.runs import RunInfo
 
 DIGITS = 10
 
@@ -64,7 +68,16 @@ class LabelExperiment:
         return error_summary(self.softmax_confusion)
 
 
-def regression_vs_softmax(data_dir: str | None = None, n_train: int = 12000, epochs: int = 3,
+LABEL_TRAIN, LABEL_EPOCHS, LABEL_BATCH = 12000, 3, 64  # the labels experiment: images, epochs, batch size
+
+
+def label_experiment_configs() -> list[TrainConfig]:
+    """What the labels experiment costs, as runs the duration estimate knows: two no-BN models of 3 epochs over
+    12,000 images (the regression model's one output instead of ten changes nothing measurable)."""
+    return [TrainConfig(epochs=LABEL_EPOCHS, max_batches=math.ceil(LABEL_TRAIN / LABEL_BATCH))] * 2
+
+
+def regression_vs_softmax(data_dir: str | None = None, n_train: int = LABEL_TRAIN, epochs: int = LABEL_EPOCHS,
                           hidden: tuple[int, ...] = (512, 256, 128, 32), seed: int = 0) -> LabelExperiment:
     """The same MLP trained two ways on the first n_train images, tested on all 10,000:
     one output regressed on the digit's value (MSE, rounded to predict) vs 10-way softmax + cross-entropy."""
@@ -82,7 +95,7 @@ def regression_vs_softmax(data_dir: str | None = None, n_train: int = 12000, epo
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         gen = torch.Generator().manual_seed(seed)  # both modes see the same batches
         for _ in range(epochs):
-            for xb, yb in iterate_batches(x, y, 64, gen):
+            for xb, yb in iterate_batches(x, y, LABEL_BATCH, gen):
                 pred = model(xb)
                 loss = F.mse_loss(pred[:, 0], yb.float()) if mode == "regression" else F.cross_entropy(pred, yb)
                 opt.zero_grad(set_to_none=True)
@@ -99,3 +112,30 @@ def regression_vs_softmax(data_dir: str | None = None, n_train: int = 12000, epo
         out[f"{mode}_confusion"] = confusion
         out[f"{mode}_seconds"] = time.perf_counter() - t0
     return LabelExperiment(**out)
+
+
+def regression_error_rows(res: LabelExperiment) -> list[dict]:
+    """Per true digit: the regression model's errors and what it read that digit as most often."""
+    c = res.regression_confusion
+    return [{"true digit": d, "errors": int(c[d].sum() - c[d, d]),
+             "read most often as": ", ".join(f"{p} ({n})" for p, n in top)}
+            for d, top in enumerate(res.regression_errors.top_wrong)]
+
+
+# --- both forms of the loss, trained briefly --------------------------------------------------------------------
+def double_softmax_configs() -> list[TrainConfig]:
+    """The explorer's pair: the correct form and the double softmax, no BN, 3 epochs of 150 batches."""
+    return [TrainConfig(double_softmax=ds, epochs=3, max_batches=150) for ds in (False, True)]
+
+
+def form_name(config: TrainConfig) -> str:
+    return "double softmax" if config.double_softmax else "correct"
+
+
+def newest_pair(own_runs: Sequence[RunInfo], broken: Sequence[str] = ("failed", "diverged")) -> list[str]:
+    """Ids of the newest ended-an-epoch run of each form among the learner's runs (newest first), [correct,
+    double]; [] unless both forms have one. Never a failed or diverged run."""
+    ok = [r for r in own_runs if r.snapshot.history and r.snapshot.status not in broken]
+    correct = next((r.id for r in ok if not r.config.double_softmax), None)
+    doubled = next((r.id for r in ok if r.config.double_softmax), None)
+    return [correct, doubled] if correct and doubled else []
