@@ -4,11 +4,12 @@ import streamlit as st
 from core import WeightsError
 from core.drawing.collection import DrawingStore
 from core.drawing.drawing_set import QUICK_MODEL
-from core.drawing.predict import classify_non_digits, predict_digit, saliency_map
+from core.drawing.predict import classify_non_digits, confident_shapes, predict_digit, saliency_map
 from core.drawing.preprocess import preprocess, to_model_input
 from ui import keys as K
 from ui.data import blocked_help, data_check, data_notice
 from ui.drawings import cell, drawing_accuracies, drawings_count, waiting, waiting_notice
+from ui.estimate import duration_caption, progress_words
 from ui.figures import bar_figure
 from ui.registry import BROKEN, get_store, ordered_runs
 from ui.tiles import GAP, TILE, preprocessing_strip, saliency_figure
@@ -41,11 +42,13 @@ def quick_train(label: str, primary: bool) -> None:
                                   f"{QUICK.label()}: BatchNorm and the robust preset (Train page: "
                                   "'Robust to drawings'), which augments every training batch"):
         live = store.start(QUICK, name="quick model for drawings (draw page)")
-    if live is not None:
+    if live is None:
+        duration_caption([QUICK], data)
+    else:
         @st.fragment(run_every=0.5)
         def quick_progress() -> None:
             snap = store.get(live.id).snapshot
-            st.progress(snap.run_progress, text=f"Training: {snap.run_progress:.0%} ({snap.status})")
+            st.progress(snap.run_progress, text=progress_words(snap, QUICK))
             if snap.status == "failed":
                 st.error(snap.error)
             elif not snap.live:
@@ -155,7 +158,8 @@ def canvas_and_prediction() -> None:
         for i, pred in preds.items():
             draw_prediction("Prediction" if i == model_id else "Second model", pred)
         st.caption("Confidence is not a digit detector: the ten probabilities always add up to 100%, so a drawing "
-                   "that is no digit at all still gets a confident answer.")
+                   "that is no digit at all can still get a confident answer (the button under *What confidence "
+                   "cannot tell* shows which shapes do with this model).")
         sal = saliency_map(models[model_id], pre.model_input(naive=naive))
         c1, c2 = st.columns([3, 2])
         c1.plotly_chart(saliency_figure(pre.naive if naive else pre.centered, sal), key="draw_saliency",
@@ -178,7 +182,7 @@ canvas_and_prediction()
 st.subheader("What confidence cannot tell")
 st.markdown("Softmax confidence cannot tell a non-digit from a digit: the model was trained only on digits and must "
             "share 100% among them. Classify shapes that are no digit at all with the selected model:")
-if st.button("Classify a bar, a plus sign and a square", key=K.DRAW_NON_DIGITS):
+if st.button("Classify shapes that are no digit at all", key=K.DRAW_NON_DIGITS):
     readings = classify_non_digits(models[model_id], naive=bool(st.session_state.get(K.DRAW_NAIVE)))
     cols = st.columns(len(readings))
     for col, r in zip(cols, readings):
@@ -186,6 +190,7 @@ if st.button("Classify a bar, a plus sign and a square", key=K.DRAW_NON_DIGITS):
         col.markdown(f"Model: **{r.prediction.top}** with {r.prediction.confidence:.1%} confidence")
         col.caption(f"The page's ink check: {r.pre.not_a_digit}." if r.pre.not_a_digit
                     else "The page's ink check lets it through: it would be shown as a digit.")
+    st.markdown(confident_shapes(readings))
 
 st.subheader("My drawings")
 drawings = DrawingStore().list()

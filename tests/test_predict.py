@@ -65,3 +65,32 @@ def test_draw_page_states_the_limit_and_classifies_shapes(draw):
         assert f"Model: **{p.top}** with {p.confidence:.1%} confidence" in shown, name  # computed live
     captions = " ".join(c.value for c in at.caption)
     assert "lets it through" in captions and "solid block" in captions
+    sure = sum(not predict_digit(model, preprocess(rgba).model_input()).low_confidence and not preprocess(rgba).not_a_digit
+               for rgba in non_digit_canvases().values())
+    assert f"**{sure} of these {len(non_digit_canvases())} shapes would be shown as a confident answer**" in shown
+
+
+def test_confident_shapes_counts_each_side_of_the_unsure_line():
+    """Issue: the page said every non-digit 'still gets a confident answer', but on a trained BN model an X got
+    59.9% and a triangle 52.6%, under the page's own 'unsure' line. The summary sorts each shape by what the page
+    would do with it. Catches a summary that calls every shape confident, or counts the ink-stopped ones as shown."""
+    from types import SimpleNamespace
+    from core.drawing.predict import UNSURE, confident_shapes
+    def reading(name, conf, stopped=None):
+        rest = (1 - conf) / 9
+        return SimpleNamespace(name=name, pre=SimpleNamespace(not_a_digit=stopped),
+                               prediction=pred([conf] + [rest] * 9))
+    text = confident_shapes([reading("a bar", 0.927), reading("an X", 0.599), reading("a triangle", 0.526),
+                             reading("a plus", UNSURE), reading("a square", 0.99, "the ink is a solid block")])
+    assert text.startswith("**2 of these 5 shapes would be shown as a confident answer** (at least 60% on one digit")
+    assert ": a bar, a plus" in text and "2 would be shown with the page's 'unsure' warning: an X, a triangle" in text
+    assert "1 the ink checks stop: a square" in text
+
+
+def test_non_digit_shapes_include_the_audited_ones():
+    """The button shows the shapes the audit measured on both sides of the line (bar, plus, asterisk, X,
+    triangle) and one the ink checks stop."""
+    names = list(non_digit_canvases())
+    assert names == ["a horizontal bar", "a plus sign", "an X", "an asterisk", "a triangle", "a filled square"]
+    for name, rgba in non_digit_canvases().items():
+        assert rgba.shape == (280, 280, 4) and rgba[..., 3].any() and not rgba[..., :3].any(), name  # ink in alpha

@@ -2,6 +2,7 @@
 show that its confidence cannot tell a non-digit from a digit."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,10 +75,17 @@ def saliency_map(model: MLP, x: np.ndarray) -> np.ndarray:
 # --- what confidence cannot tell -------------------------------------------------------------------
 def non_digit_canvases(size: int = 280) -> dict[str, np.ndarray]:
     """Shapes that are not digits, drawn as the canvas returns a drawing (H x W x 4, ink in alpha)."""
+    INK = (0, 0, 0, 255)
     shapes = {
         "a horizontal bar": lambda d: d.line([(60, 140), (220, 140)], fill=(0, 0, 0, 255), width=18),
         "a plus sign": lambda d: (d.line([(60, 140), (220, 140)], fill=(0, 0, 0, 255), width=18),
                                   d.line([(140, 60), (140, 220)], fill=(0, 0, 0, 255), width=18)),
+        "an X": lambda d: (d.line([(70, 70), (210, 210)], fill=INK, width=18),
+                           d.line([(70, 210), (210, 70)], fill=INK, width=18)),
+        "an asterisk": lambda d: [d.line([(140 + 80 * math.cos(a), 140 + 80 * math.sin(a)),
+                                          (140 - 80 * math.cos(a), 140 - 80 * math.sin(a))], fill=INK, width=18)
+                                  for a in (math.pi / 2, math.pi / 6, -math.pi / 6)],
+        "a triangle": lambda d: d.line([(140, 60), (220, 210), (60, 210), (140, 60)], fill=INK, width=18, joint="curve"),
         "a filled square": lambda d: d.rectangle([80, 80, 200, 200], fill=(0, 0, 0, 255)),
     }
     out = {}
@@ -93,6 +101,21 @@ class ShapeReading:
     name: str
     pre: Preprocessed
     prediction: Prediction  # what the model says anyway, asked without the ink checks
+
+
+def confident_shapes(readings: list[ShapeReading]) -> str:
+    """What the page would do with each shape, in words: shown as a confident answer (it passes the ink checks and
+    gets at least UNSURE on one digit), shown as unsure, or stopped by the ink checks."""
+    stopped = [r.name for r in readings if r.pre.not_a_digit]
+    sure = [r.name for r in readings if not r.pre.not_a_digit and not r.prediction.low_confidence]
+    unsure = [r.name for r in readings if not r.pre.not_a_digit and r.prediction.low_confidence]
+    parts = [f"**{len(sure)} of these {len(readings)} shapes would be shown as a confident answer** (at least "
+             f"{UNSURE:.0%} on one digit, where the page stops saying it is unsure)" + (f": {', '.join(sure)}" if sure else "")]
+    if unsure:
+        parts.append(f"{len(unsure)} would be shown with the page's 'unsure' warning: {', '.join(unsure)}")
+    if stopped:
+        parts.append(f"{len(stopped)} the ink checks stop: {', '.join(stopped)}")
+    return "; ".join(parts) + "."
 
 
 def classify_non_digits(model: MLP, naive: bool = False) -> list[ShapeReading]:
