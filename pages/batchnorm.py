@@ -76,8 +76,11 @@ def modes_section(bn_run) -> None:
         if saved and saved[0] == bn_run.id:
             res = saved[1]
             st.dataframe([{"batch size": m.batch_size, "eval mode (running stats)": f"{m.eval_acc:.2%}",
-                           "train mode (batch stats)": f"{m.train_acc:.2%}" if m.train_acc is not None else f"fails: {m.error}"}
+                           "train mode (batch stats)": f"{m.train_acc:.2%}" if m.train_acc is not None else "cannot run (below)"}
                           for m in res], hide_index=True)
+            for m in res:
+                if m.lesson:
+                    st.info(plain(m.lesson), icon=":material/school:")
             ok = [m for m in res if m.train_acc is not None]
             st.markdown(f"Eval mode gives {res[0].eval_acc:.2%} at every batch size. Train mode gives "
                         + ", ".join(f"{m.train_acc:.2%} at batch {m.batch_size}" for m in ok)

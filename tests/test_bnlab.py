@@ -167,6 +167,33 @@ def test_train_vs_eval_batch_size_one_is_a_result(store, data_dir):
     assert all(r.train_acc is not None for r in res[1:]) and res[3].train_acc > res[1].train_acc
     assert len({r.eval_acc for r in res}) == 1
     assert torch.equal(model.blocks[0][1].running_mean, before)  # train mode ran on a copy
+    # Batch size 1 is explained as the lesson it is, with what train mode would do, computed by hand.
+    one = res[0]
+    test_y = load_dataset("mnist", data_dir).test_y[:128]
+    assert len(one.answers) == 1 and one.by_hand_acc == pytest.approx(float((test_y == one.answers[0]).float().mean()))
+    assert "one image is a batch with no statistics" in one.lesson and one.error in one.lesson
+    assert f"the same answer, {one.answers[0]}, for every image" in one.lesson
+    assert all(r.lesson is None for r in res[1:])
+
+
+def test_batch_stats_by_hand_equal_pytorch_train_mode():
+    """forward_with_batch_stats is train mode's arithmetic: equal to PyTorch's train-mode forward wherever PyTorch
+    runs it (catches an unbiased variance, a missing ε or γ/β), and at batch size 1 every image gets the same
+    output, β carried through (catches a version that quietly fell back to eval mode's running statistics)."""
+    from core.engine.models import MLP
+    from core.lessons.batchnorm import forward_with_batch_stats
+    torch.manual_seed(0)
+    model = MLP(hidden=(16, 8), batch_norm=True)
+    for b in model.blocks:
+        torch.nn.init.uniform_(b[1].weight, 0.5, 1.5)
+        torch.nn.init.uniform_(b[1].bias, -0.5, 0.5)
+        b[1].running_mean.uniform_(-1, 1)
+    x = torch.randn(8, 784)
+    with torch.no_grad():
+        torch.testing.assert_close(forward_with_batch_stats(model, x), model.train()(x))
+        single = torch.cat([forward_with_batch_stats(model, x[i:i + 1]) for i in range(8)])
+        assert torch.equal(single, single[:1].expand(8, -1))
+        assert not torch.allclose(single[0], model.eval()(x[:1])[0])  # not the running statistics
 
 
 def pairs(bn, plain):
@@ -181,6 +208,20 @@ def test_noise_verdict_words():
     assert "BN is ahead" in noise_verdict(pairs([0.981, 0.982, 0.983, 0.981], [0.970, 0.971, 0.972, 0.971]))
     assert "no-BN is ahead" in noise_verdict(pairs([0.970, 0.971, 0.972], [0.981, 0.983, 0.982]))
     assert "No pair of twins" in noise_verdict([])
+
+
+def test_the_verdict_is_paired_not_welch():
+    """A shared seed effect: each seed moves both arms alike (plain 0.970 / 0.980 / 0.990) and BN is ahead by
+    0.19-0.21 points on every seed. Paired, that is far more than noise (p ≈ 0.001); an unpaired Welch test, which
+    sees only the 1-point spread between seeds, gives p ≈ 0.8. Catches a verdict that swaps in Welch's test: every
+    other verdict test simulates independent noise only, where both tests agree."""
+    plain = [0.970, 0.980, 0.990]
+    bn = [p + d for p, d in zip(plain, [0.0021, 0.0019, 0.0020])]
+    assert scipy.stats.ttest_rel(bn, plain).pvalue < 0.01
+    assert scipy.stats.ttest_ind(bn, plain, equal_var=False).pvalue == pytest.approx(0.8, abs=0.05)
+    text = noise_verdict(pairs(bn, plain))
+    assert "BN is ahead by more than seed-to-seed noise" in text and "paired t-test over 3 seeds" in text
+    assert paired_t_test([b - p for b, p in zip(bn, plain)]).p < 0.01
 
 
 def test_the_course_two_seed_case_gets_no_verdict():
@@ -290,6 +331,10 @@ def test_batchnorm_page_with_a_tiny_twin_run(app_env):
     assert "unit 3, over each batch" in " ".join(m.value for m in at.markdown)
     at.button(key=K.BN_MODES).click().run()
     assert "cannot run at all" in " ".join(m.value for m in at.markdown)
+    # PyTorch's refusal at batch size 1 is shown as the lesson it is, not as a raw error in the table
+    lessons = " ".join(i.value for i in at.info)
+    assert "one image is a batch with no statistics" in lessons and "for every image" in lessons
+    assert not any("Expected more than 1 value" in d.value.to_string() for d in at.dataframe)
     assert "about" in " ".join(m.value for m in at.markdown if "learning rates" in m.value)  # duration stated first
     at.button(key=K.BN_SWEEP_START).click().run()
     sweep = [r for r in store.list() if LabKind.LR_SWEEP.owns(r.group)]

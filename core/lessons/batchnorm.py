@@ -376,14 +376,49 @@ class ModeResult:
     batch_size: int
     eval_acc: float
     train_acc: float | None  # None when train mode cannot run at this batch size
-    error: str | None
+    error: str | None  # PyTorch's message when it cannot
+    by_hand_acc: float | None = None  # train mode's normalisation computed by hand where PyTorch refuses
+    answers: tuple[int, ...] = ()  # ...and the distinct digits it answers then
+
+    @property
+    def lesson(self) -> str | None:
+        """What PyTorch's refusal means, in the lab's terms, with what train mode would have done."""
+        if self.error is None:
+            return None
+        what = ""
+        if self.by_hand_acc is not None:
+            same = (f"the same answer, {self.answers[0]}, for every image" if len(self.answers) == 1
+                    else f"only {len(self.answers)} different answers")
+            what = (f" Computed by hand, train mode at batch size {self.batch_size} would give {same}: "
+                    f"{self.by_hand_acc:.2%} right.")
+        return (f"At batch size {self.batch_size} train mode cannot run: BatchNorm normalises each unit with the "
+                "mean and variance of the current batch, and one image is a batch with no statistics: each unit's "
+                "mean is its own value and its variance 0, so every normalised value is 0 and the layer outputs β, "
+                f"whatever the image. PyTorch refuses it (\"{self.error}\").{what}")
+
+
+def forward_with_batch_stats(model: MLP, x: torch.Tensor) -> torch.Tensor:
+    """The MLP in train mode's arithmetic, by hand: each BN normalises with the batch's own mean and (biased)
+    variance, then scales by γ and shifts by β. Equal to PyTorch's train-mode forward where PyTorch runs it, and
+    also defined for a batch of one, which PyTorch refuses. Running averages are not touched."""
+    h = x.flatten(1)
+    for block in model.blocks:
+        for layer in block:
+            if isinstance(layer, nn.BatchNorm1d):
+                mean, var = h.mean(0), h.var(0, unbiased=False)
+                h = (h - mean) / torch.sqrt(var + layer.eps) * layer.weight + layer.bias
+            else:
+                h = layer(h)
+    z = model.out(h)
+    return torch.softmax(z, dim=1) if model.double_softmax else z
 
 
 @torch.no_grad()
 def train_vs_eval(model: MLP, dataset: str = course.DATASET, data_dir: str | None = None, n: int = 512,
                   batch_sizes: tuple[int, ...] = (1, 2, 8, 64)) -> list[ModeResult]:
     """The same n test images classified in eval mode (running statistics) and in train mode (statistics
-    of each batch), at several batch sizes. Train mode runs on a copy: its running averages are not touched."""
+    of each batch), at several batch sizes. Train mode runs on a copy: its running averages are not touched.
+    Where PyTorch refuses a batch size, train mode's arithmetic is computed by hand instead."""
     data = load_dataset(dataset, data_dir)
     x, y = normalize(data.test_x[:n], data.spec.mean, data.spec.std), data.test_y[:n]
     dev = next(model.parameters()).device
@@ -399,7 +434,12 @@ def train_vs_eval(model: MLP, dataset: str = course.DATASET, data_dir: str | Non
                 correct += int((trained(x[i:i + bs]).argmax(1) == y[i:i + bs]).sum())
         except (ValueError, RuntimeError) as e:  # BatchNorm1d refuses a batch of one in train mode
             error = str(e)
-        out.append(ModeResult(bs, eval_acc, None if error else correct / n, error))
+        if error is None:
+            out.append(ModeResult(bs, eval_acc, correct / n, None))
+            continue
+        pred = torch.cat([forward_with_batch_stats(model, x[i:i + bs]).argmax(1) for i in range(0, n, bs)])
+        out.append(ModeResult(bs, eval_acc, None, error, float((pred == y).float().mean()),
+                              tuple(sorted(int(d) for d in pred.unique()))))
     return out
 
 
