@@ -58,6 +58,9 @@ if not runs:
     st.page_link("pages/train.py", label="Go to Train", icon=":material/monitoring:")
     st.stop()
 
+BEST_COLUMN = "highest test acc (epoch picked on the test set)"
+BEST_HELP = ("The best of the run's per-epoch test accuracies. Choosing the epoch by its test accuracy makes this an "
+             "optimistic number: the final test acc, or a held-out dev set to choose on, is the honest one.")
 # The columns a learner compares come first, the name is kept narrow: accuracy and seconds are in view at 1400 px.
 TABLE_COLUMNS = {"name": st.column_config.TextColumn("name", width="medium"),
                  "status": st.column_config.TextColumn("status", width="small"),
@@ -65,7 +68,8 @@ TABLE_COLUMNS = {"name": st.column_config.TextColumn("name", width="medium"),
                                                               help="accuracy on the Draw page's drawing-like test set"),
                  "lab": st.column_config.TextColumn("lab", width="small",
                                                     help="which lab started it; empty: a run of yours"),
-                 "message": st.column_config.TextColumn("message", width="medium")}
+                 "message": st.column_config.TextColumn("message", width="medium"),
+                 BEST_COLUMN: st.column_config.TextColumn(BEST_COLUMN, help=BEST_HELP)}
 
 
 @st.fragment(run_every=2.0 if any(r.live for r in runs) else None)
@@ -78,7 +82,7 @@ def runs_table() -> None:
                      "final test acc": f"{s.final.test_acc:.2%}" if s.final else "–",
                      DRAWINGS_COLUMN: cell(store, r, on_drawings.get(r.id), 2),
                      "seconds": round(s.elapsed, 1), "epochs done": f"{s.epoch}/{r.config.epochs}",
-                     "best test acc": f"{s.best_test_acc:.2%}" if s.history else "–",
+                     BEST_COLUMN: f"{s.best_test_acc:.2%}" if s.history else "–",
                      "lab": lab_kind(r) or "", **config_columns(r.config), "message": s.error or "",
                      "problems reading it": len(r.problems), "id": r.id})
     st.dataframe(rows, hide_index=True, width="stretch", column_config=TABLE_COLUMNS)

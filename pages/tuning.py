@@ -169,8 +169,8 @@ with scale:
                             key="tune_lr_scatter", width="stretch")
             for k, pts in series.items():
                 rows = [r for _, r in pts if r.counted]
-                st.markdown(f"**{k}**: {sum(x > 0.1 for x, r in pts if r.counted)} of {len(rows)} trials above 0.1 · "
-                            + best_text(found[f"lr-{k}"], "lr"))
+                st.markdown(f"**{k}**: {sum(x > 0.1 for x, r in pts if r.counted)} of {len(rows)} trials with a "
+                            "learning rate above 0.1 · " + best_text(found[f"lr-{k}"], "lr"))
 
         live_panel(list(found.values()), "lr", draw_lr)
 
