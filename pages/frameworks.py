@@ -4,39 +4,50 @@ import streamlit as st
 from core import TrainConfig
 from core.engine.config import KERAS_MATCHABLE, keras_matched
 from core.engine.data import dataset_spec, num_batches
-from core.lessons.frameworks import (compare_twins, defaults_table, keras_defaults_value, keras_listing,
-                                     pytorch_listing, read_live_defaults, start_framework_twins, twin_runs)
+from core.lessons.frameworks import (compare_twins, defaults_table, float64_cost, keras_course_listing,
+                                     keras_defaults_value, keras_listing, pytorch_course_listing, pytorch_listing,
+                                     loss_agreement, read_live_defaults, replay, start_framework_twins, twin_configs,
+                                     twin_runs, yardstick_rows, yardstick_words)
 from core.store.groups import LabKind
 from ui import keys as K
 from ui.data import blocked_help, data_check, data_line, data_notice
+from ui.estimate import duration_caption
 from ui.figures import accuracy_figure, loss_figure
 from ui.registry import BROKEN, get_store, plain
 
 SWITCH_LABELS = {"init": "initial weights", "bn_momentum": "BatchNorm momentum", "bn_eps": "BatchNorm ε",
                  "adam_eps": "Adam ε (value and place)", "logits": "where softmax lives"}
 
-st.title("Frameworks: the same network in PyTorch and Keras")
-st.markdown("The course gives its MNIST network twice. Both listings below are the code this dashboard runs, "
-            "read from its modules. The Keras model trains with Keras' own `fit` on the JAX backend, in the same "
-            "run store as every PyTorch run (its weights are saved converted to the PyTorch model's names, so the "
-            "Runs and Draw pages use it like any other run).")
-store = get_store()
-data = data_check("mnist")  # the twin runs train on MNIST; the listings and the defaults table need no data
-data_line(data, "*Train both*", "under *Train both* below")
 
-left, right = st.columns(2)
-for col, listing in ((left, pytorch_listing()), (right, keras_listing())):
-    with col:
-        st.markdown(f"**{listing.title}**")
-        st.code(listing.code, language="python", line_numbers=True, wrap_lines=True)
-        for line, note in listing.notes:
-            st.markdown(f"- line {line}: {note}")
+@st.cache_data(show_spinner="Loading Keras and building its model…")
+def keras_course() -> str:
+    return keras_course_listing()
 
 
 @st.cache_data(show_spinner="Loading Keras and reading its defaults…")
 def live_rows():
     return [row.__dict__ for row in defaults_table(read_live_defaults())]
 
+
+st.title("Frameworks: the same network in PyTorch and Keras")
+st.markdown("The course gives its MNIST network twice. Below, each as the course writes it, generated from the model "
+            "and optimizer a run here builds (BatchNorm on), so it cannot drift from what trains. The Keras model "
+            "trains with Keras' own `fit` on the JAX backend, in the same run store as every PyTorch run.")
+store = get_store()
+data = data_check("mnist")  # the twin runs train on MNIST; the listings and the defaults table need no data
+data_line(data, "*Train both*", "under *Train both* below")
+
+left, right = st.columns(2)
+left.code(pytorch_course_listing(), language="python")
+left.caption("The course's own listing ends with `nn.Softmax(dim=1)` and feeds that to `nn.CrossEntropyLoss`: softmax "
+             "twice (Softmax explorer, *Double softmax*). Here the model returns logits.")
+right.code(keras_course(), language="python")
+with st.expander("The modules themselves: the code this dashboard runs, read from its files"):
+    for listing in (pytorch_listing(), keras_listing()):
+        st.markdown(f"**{listing.title}**")
+        st.code(listing.code, language="python", line_numbers=True, wrap_lines=True)
+        for line, note in listing.notes:
+            st.markdown(f"- line {line}: {note}")
 
 st.header("Defaults that differ")
 st.caption("Each value below is read from a freshly built PyTorch or Keras object, not typed in. "
@@ -69,6 +80,7 @@ with setup.container(border=True):
     st.caption(f"Two runs, one after the other, {steps} steps each, the same minibatches. The Keras run takes "
                + (f"PyTorch's {', '.join(SWITCH_LABELS[m] for m in taken)}" if taken else "only Keras' own defaults")
                + f" (keras_defaults = {kd}). Its first epoch includes compiling the training step.")
+    duration_caption(twin_configs(base, kd), data, "Both: ")
     if st.button("Train both", key=K.FW_START, type="primary", disabled=not data.ok, help=blocked_help(data)):
         st.session_state[K.FW_GROUP] = start_framework_twins(store, base, kd)
 
@@ -94,6 +106,21 @@ def group_label(g: str) -> str:
 
 group = results.selectbox("Twin set", groups, key=K.FW_GROUP, format_func=group_label)
 live_now = any(r.live for r in twin_runs(store, group).values())
+
+
+def yardstick(torch_run):
+    """The same PyTorch run in float64, on request: what float32 rounding alone does, beside the Keras gap."""
+    saved = st.session_state.setdefault(K.FW_YARDSTICKS, {})
+    if torch_run.id in saved or torch_run.live or torch_run.snapshot.status != "finished":
+        return saved.get(torch_run.id)
+    secs = sum(h.seconds for h in torch_run.snapshot.history) * float64_cost()
+    st.caption(f"How far apart should the curves be? Replaying the PyTorch run in float64 (same initial weights, same "
+               f"minibatches) shows what float32 rounding alone does: about {secs:.0f} s here (the PyTorch run's "
+               f"seconds × {float64_cost():.1f}, a float64 step's cost against a float32 one's, timed here).")
+    if st.button("Measure the float64 yardstick", key=K.FW_YARDSTICK, disabled=not data.ok, help=blocked_help(data)):
+        with st.spinner("Replaying the PyTorch run in float64…"):
+            saved[torch_run.id] = replay(torch_run.config, store.data_dir)
+    return saved.get(torch_run.id)
 
 
 @st.fragment(run_every=1.0 if live_now else None)
@@ -128,11 +155,17 @@ def comparison() -> None:
                          "epochs done": len(secs), "s, epoch 1": f"{secs[0]:.2f}" if secs else "–",
                          "s / later epoch": f"{sum(secs[1:]) / len(secs[1:]):.2f}" if len(secs) > 1 else "–"})
         st.dataframe(rows, hide_index=True)
-        if cmp.max_rel_loss_diff is not None:
-            gap = (f" Final test accuracy differs by {abs(cmp.final_acc['keras'] - cmp.final_acc['pytorch']) * 100:.2f} points."
-                   if None not in cmp.final_acc.values() else "")
-            st.markdown(f"Over the {cmp.steps_compared} logged points both runs have, the training losses differ by at "
-                        f"most {cmp.max_rel_loss_diff:.2%} of PyTorch's.{gap}")
+        if cmp.agreement is not None:
+            a = cmp.agreement
+            st.markdown(f"Over the {a.points} logged points (10-step means) both runs have, the training losses "
+                        + (f"agree within 0.1% up to step {a.agree_until} and then part: " if a.parted_at else
+                           "agree within 0.1% at every one: ")
+                        + f"they differ by at most {a.max_rel:.2%} of PyTorch's ({a.max_rel_smoothed:.2%} on a "
+                        "50-step moving mean).")
+            if (replica := yardstick(runs["pytorch"])) is not None:
+                snap = runs["pytorch"].snapshot
+                st.dataframe(yardstick_rows(cmp, snap, replica), hide_index=True)
+                st.markdown(yardstick_words(a, loss_agreement(snap.step_losses, replica.step_losses)))
     if live_now and not any(r.live for r in twin_runs(store, group).values()):
         st.rerun(scope="app")
 

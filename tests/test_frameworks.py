@@ -331,3 +331,86 @@ def test_listing_notes_point_at_their_lines():
     for n, note in ks.notes:
         line = ks.code.splitlines()[n - 1]
         assert ("softmax" in line or "Rescaling" in line or "SparseCategoricalCrossentropy" in line), (n, note)
+
+
+# --- the course-style listings, the yardstick ---------------------------------------------------------------
+def test_pytorch_course_listing_computes_what_the_module_does():
+    """The short listing is generated from the model the trainer builds: run as code, with the real model's
+    weights copied in order, it gives the same outputs in train and eval mode, and its one training step runs.
+    Catches a hand-typed listing that drifts (BN after ReLU, a missing layer, another optimizer or learning rate)."""
+    from torch import nn
+    from torch.nn import functional as F
+
+    from core.lessons.frameworks import COURSE_STYLE, pytorch_course_listing
+    code = pytorch_course_listing()
+    g = torch.Generator().manual_seed(0)
+    ns = {"nn": nn, "torch": torch, "F": F, "x": torch.randn(16, 784, generator=g), "y": torch.randint(0, 10, (16,), generator=g)}
+    exec(code, ns)
+    listed, real = ns["model"], build_model(COURSE_STYLE)
+    assert isinstance(ns["optimizer"], torch.optim.Adam) and ns["optimizer"].defaults["lr"] == COURSE_STYLE.lr
+    real_state = real.state_dict()
+    assert [v.shape for v in listed.state_dict().values()] == [v.shape for v in real_state.values()]
+    listed.load_state_dict(dict(zip(listed.state_dict(), real_state.values())))
+    x = torch.randn(32, 784, generator=g)
+    for train in (True, False):
+        listed.train(train), real.train(train)
+        with torch.no_grad():
+            torch.testing.assert_close(listed(x), real(x))
+    assert "nn.BatchNorm1d(512)" in code and "Softmax" not in code.split("model = ")[1].split(")\n")[0]
+
+
+def test_keras_course_listing_computes_what_the_module_does(keras):
+    """The Keras short listing, run as code (compile and a short fit included), then given the real model's weights
+    in order: the same probabilities as the CourseModel a Keras run builds. Catches drift in the listing (the
+    output activation, the rescaling, the loss or optimizer) that a hand-typed listing would allow."""
+    from keras import layers
+
+    from core.lessons.frameworks import COURSE_STYLE, keras_course_listing
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8)
+    ns = {"keras": keras, "layers": layers, "x_train": x, "y_train": rng.integers(0, 10, 64), "x_test": x[:16],
+          "y_test": rng.integers(0, 10, 16)}
+    code = keras_course_listing().replace("epochs=10", "epochs=1")  # one pass is enough to prove it runs
+    exec(code, ns)
+    listed, real = ns["model"], build_keras_model(replace(COURSE_STYLE, framework="keras"))
+    assert type(listed.optimizer).__name__ == "Adam" and type(listed.loss).__name__ == "SparseCategoricalCrossentropy"
+    real_weights = [w for layer in [real.dense[i // 2] if i % 2 == 0 else real.norm[i // 2] for i in range(8)] + [real.out]
+                    for w in layer.get_weights()]
+    listed.set_weights(real_weights)
+    np.testing.assert_allclose(np.asarray(listed(x[:8], training=False)), np.asarray(real(x[:8], training=False)),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_replay_is_the_pytorch_trainers_run(data_dir):
+    """The yardstick replays the PyTorch twin outside the trainer: in float32 it must be the trainer's run itself,
+    logged loss for logged loss, and its test accuracy (else the float64 row would measure the replay, not rounding).
+    Catches another batch order, another initial weights or another loss logging."""
+    from core.lessons.frameworks import replay
+    cfg = TrainConfig(batch_norm=True, epochs=2, max_batches=20, seed=3)
+    t = Trainer(cfg, data_dir=data_dir)
+    t.start().join(240)
+    r32 = replay(cfg, data_dir, torch.float32)
+    assert [s for s, _ in r32.step_losses] == [s for s, _ in t.snapshot.step_losses]
+    np.testing.assert_allclose([v for _, v in r32.step_losses], [v for _, v in t.snapshot.step_losses], rtol=1e-6)
+    assert r32.test_acc == pytest.approx(t.snapshot.final.test_acc, abs=1e-4)
+    r64 = replay(cfg, data_dir)
+    assert r64.dtype == "float64" and r64.step_losses[0][1] == pytest.approx(r32.step_losses[0][1], rel=1e-3)
+    with pytest.raises(ValueError, match="replay"):
+        replay(replace(cfg, robust=True), data_dir)
+
+
+def test_loss_agreement_by_hand():
+    """agree_until / parted_at / the moving mean on made-up curves: catches an off-by-one at the parting point and
+    a moving mean that is not over 50 steps (5 logged points of 10 steps)."""
+    from core.lessons.frameworks import loss_agreement, yardstick_words
+    a = [(10 * i, 1.0) for i in range(1, 11)]
+    b = [(10 * i, 1.0 if i < 4 else (1.05 if i % 2 else 0.95)) for i in range(1, 11)]
+    ag = loss_agreement(a, b, 0.95, 0.94)
+    assert (ag.points, ag.agree_until, ag.parted_at) == (10, 30, 40)
+    assert ag.max_rel == pytest.approx(0.05) and ag.acc_gap == pytest.approx(0.01)
+    assert ag.max_rel_smoothed == pytest.approx(0.01)  # (0.95 + 1.05 + 0.95 + 1.05 + 0.95) / 5, steps 40-80
+    same = loss_agreement(a, a)
+    assert same.parted_at is None and same.agree_until == 100 and same.max_rel == 0
+    wide = loss_agreement(a, [(s, v * 1.1) for s, v in a])
+    assert "20.0× the yardstick's" in yardstick_words(wide, ag.__class__(10, 30, 40, 0.05, 0.005, None))
+    assert "the size rounding alone makes" in yardstick_words(ag, ag)

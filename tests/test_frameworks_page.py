@@ -42,6 +42,11 @@ def test_frameworks_page_twin_run_then_draw_with_the_keras_model(app):
     at.toggle(key=K.FW_MATCH).set_value(True).run()
     at.radio(key=K.FW_SWITCH_BACK).set_value("adam_eps").run()
     assert "keras_defaults = pytorch-but-adam_eps" in shown(at)
+    assert "Both: about" in shown(at) and "on this machine" in shown(at)  # the duration, before it starts
+    code = [c.value for c in at.code]
+    assert any(c.startswith("model = nn.Sequential(") for c in code)  # the course-style listings side by side
+    assert any(c.startswith("model = keras.Sequential([") for c in code)
+    assert [e.label for e in at.expander][0].startswith("The modules themselves")
     at.button(key=K.FW_START).click().run()
     assert not at.exception
     from ui.registry import get_store
@@ -54,8 +59,16 @@ def test_frameworks_page_twin_run_then_draw_with_the_keras_model(app):
     at.run()
     assert not at.exception
     assert all(r.snapshot.status == "finished" for r in store.list()), [r.snapshot.error for r in store.list()]
-    assert "training losses differ by at most" in shown(at)
-    result = at.dataframe[-1].value
+    assert "the training losses agree within 0.1%" in shown(at) and "they differ by at most" in shown(at)
+    # The yardstick: the PyTorch twin replayed in float64, beside the Keras gap, on request
+    assert "How far apart should the curves be?" in shown(at)
+    at.button(key=K.FW_YARDSTICK).click().run()
+    assert not at.exception
+    (table,) = [d.value for d in at.dataframe if "compared" in d.value.columns]
+    assert list(table["compared"]) == ["Keras vs PyTorch (both float32)",
+                                       "PyTorch float32 vs the same run in float64 (the yardstick)"]
+    assert "the Keras gap is" in shown(at) and "× the yardstick's" in shown(at)
+    (result,) = [d.value for d in at.dataframe if "framework" in d.value.columns]
     assert list(result["framework"]) == ["PyTorch", "Keras"] and list(result["epochs done"]) == [1, 1]
     assert all(acc.endswith("%") for acc in result["final test acc"])
     charts = {json.loads(c.proto.spec)["layout"]["title"]["text"].split(" (")[0]: json.loads(c.proto.spec)["layout"]

@@ -93,6 +93,9 @@ TUNE_EPOCHS = "tune_epochs"
 TUNE_BATCHES = "tune_max_batches"
 TUNE_GVR_START = "tune_gvr_start"
 TUNE_GVR_GROUP = "tune_gvr_group"
+TUNE_GVR_REPS = "tune_gvr_repetitions"
+TUNE_GVR_REPEAT = "tune_gvr_repeat"
+TUNE_GVR_STOP_ALL = "tune_gvr_stop_all"
 TUNE_LR_N = "tune_lr_trials"
 TUNE_LR_START = "tune_lr_start"
 TUNE_LR_GROUP = "tune_lr_group"
@@ -124,6 +127,8 @@ FW_SWITCH_BACK = "fw_switch_back"
 FW_START = "fw_start"
 FW_GROUP = "fw_group"
 FW_STOP = "fw_stop"
+FW_YARDSTICK = "fw_yardstick"  # measure the float64 yardstick of the shown twin set
+FW_YARDSTICKS = "fw_yardsticks"  # session state: {PyTorch run id: Replica}
 
 # Who is looking (ui/session.py) and lesson links (ui/links.py)
 SESSION_LEARNER = "session_learner_key"

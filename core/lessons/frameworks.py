@@ -4,10 +4,14 @@
 Keras loads only inside the functions that need it (core/engine/keras_model.py: load_keras)."""
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
+import threading
+import time
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -61,6 +65,86 @@ def keras_listing() -> Listing:
         (_line_of(code, "SparseCategoricalCrossentropy(from_logits=settings.logits)"),
          "…and a loss that expects probabilities (from_logits=False): softmax runs once. Right."),
     ))
+
+
+# --- the same models, as the course writes them ------------------------------------------------------------
+COURSE_STYLE = TrainConfig(batch_norm=True)  # the course's second variant: BN after each hidden Linear
+
+
+def _torch_layer(layer: nn.Module) -> str:
+    if isinstance(layer, nn.Linear):
+        return f"nn.Linear({layer.in_features}, {layer.out_features})"
+    if isinstance(layer, nn.BatchNorm1d):
+        fresh = nn.BatchNorm1d(layer.num_features)
+        extra = "".join(f", {k}={getattr(layer, k):g}" for k in ("eps", "momentum") if getattr(layer, k) != getattr(fresh, k))
+        return f"nn.BatchNorm1d({layer.num_features}{extra})"
+    return f"nn.{type(layer).__name__}()"
+
+
+def pytorch_course_listing(config: TrainConfig = COURSE_STYLE) -> str:
+    """The PyTorch model, loss and optimizer a run of `config` trains, written as the course writes them (one
+    nn.Sequential): generated from the model the trainer builds and the optimizer it uses, so it cannot drift.
+    tests/test_frameworks.py runs it and checks it computes what the real module does."""
+    from core.engine.optimizers import FusedAdam, build_optimizer
+    from core.engine.trainer import Trainer
+
+    model = models.build_model(config)
+    opt = build_optimizer(model.parameters(), config)
+    rows = [", ".join(_torch_layer(layer) for layer in block) + "," for block in model.blocks]
+    out = model.out
+    # the loss function the trainer calls, read from its source
+    loss_fn = next(re.search(r"([\w.]+cross_entropy)\(", line).group(1)
+                   for line in inspect.getsource(Trainer._train).splitlines() if "cross_entropy(" in line)
+    # This project's Adam is torch.optim.Adam's fused kernel without its bookkeeping (core/engine/optimizers.py)
+    name = "Adam" if isinstance(opt, FusedAdam) else type(opt).__name__
+    lr = opt.lr if isinstance(opt, FusedAdam) else opt.param_groups[0]["lr"]
+    init = "xavier_uniform_" if "xavier_uniform_" in inspect.getsource(models.init_weights) else None
+    return "\n".join([
+        "model = nn.Sequential(",
+        "    nn.Flatten(),",
+        *(f"    {r}" for r in rows),
+        f"    {_torch_layer(out)},  # logits" + ("" if not model.double_softmax else " (then softmax: the course's bug)"),
+        ")",
+        *([f"nn.init.{init}(model[-1].weight)  # the course's output init; nn.Linear's own elsewhere"] if init else []),
+        f"optimizer = torch.optim.{name}(model.parameters(), lr={lr:g})",
+        "# each step, x normalised to [-1, 1] (Normalize((0.5,), (0.5,))), y the digit:",
+        f"loss = {loss_fn}(model(x), y)  # log-softmax inside the loss",
+        "optimizer.zero_grad(); loss.backward(); optimizer.step()",
+    ])
+
+
+def keras_course_listing(config: TrainConfig = COURSE_STYLE) -> str:
+    """The Keras model as the course writes it (one keras.Sequential, compile, fit), generated from the model a
+    Keras run of `config` builds and compiles, so it cannot drift (tests run it against the real model)."""
+    cfg = replace(config, framework="keras")
+    model = keras_model.build_keras_model(cfg)
+    rows = []
+    fresh = keras_model.load_keras().layers.BatchNormalization()
+    for i, dense in enumerate(model.dense):
+        row = f"layers.Dense({dense.units})"
+        if model.norm:
+            bn = model.norm[i]
+            extra = ", ".join(f"{k}={getattr(bn, k):g}" for k in ("momentum", "epsilon") if getattr(bn, k) != getattr(fresh, k))
+            row += f", layers.BatchNormalization({extra})"
+        rows.append(row + ", layers.ReLU(),")
+    act = model.out.activation.__name__
+    loss = model.loss
+    opt = model.optimizer
+    from_logits = loss.get_config()["from_logits"]
+    lr = float(keras_model.load_keras().ops.convert_to_numpy(opt.learning_rate))
+    return "\n".join([
+        "model = keras.Sequential([",
+        "    layers.Flatten(),",
+        f"    layers.Rescaling(1 / {1 / model.rescale.scale:g}, offset={model.rescale.offset:g}),  # pixels to [-1, 1]",
+        *(f"    {r}" for r in rows),
+        f"    layers.Dense({model.out.units}" + (f', activation="{act}"),' if act != "linear" else "),  # logits"),
+        "])",
+        f"model.compile(optimizer=keras.optimizers.{type(opt).__name__}(learning_rate={lr:g}),",
+        f"              loss=keras.losses.{type(loss).__name__}({'from_logits=True' if from_logits else ''}),"
+        " metrics=[\"accuracy\"])",
+        f"model.fit(x_train, y_train, batch_size={cfg.batch_size}, epochs={cfg.epochs}, "
+        "validation_data=(x_test, y_test))",
+    ])
 
 
 # --- the defaults that differ ---------------------------------------------------------------------
@@ -205,12 +289,18 @@ def keras_defaults_value(matched: bool, switched_back: str | None = None) -> str
     return value
 
 
+def twin_configs(base: TrainConfig, keras_defaults: str) -> list[TrainConfig]:
+    """[PyTorch run, Keras run] of the same settings: same seed, so the same initial weights (when matched) and
+    the same minibatch order."""
+    torch_cfg = replace(base, framework="pytorch", keras_defaults="keras", double_softmax=False, precision="fp32",
+                        optimizer="adam")
+    return [torch_cfg, replace(torch_cfg, framework="keras", keras_defaults=keras_defaults)]
+
+
 def start_framework_twins(store: RunStore, base: TrainConfig, keras_defaults: str) -> str:
     """A PyTorch run and a Keras run of the same config (same seed: same minibatch order), one after the other."""
     group = LabKind.FRAMEWORKS.new_id()
-    torch_cfg = replace(base, framework="pytorch", keras_defaults="keras", double_softmax=False, precision="fp32",
-                        optimizer="adam")
-    keras_cfg = replace(torch_cfg, framework="keras", keras_defaults=keras_defaults)
+    torch_cfg, keras_cfg = twin_configs(base, keras_defaults)
     first = store.start(torch_cfg, name=f"PyTorch seed {base.seed} ({group})", allow_duplicate=True, group=group)
     store.start(keras_cfg, name=f"Keras [{keras_defaults}] seed {base.seed} ({group})", allow_duplicate=True,
                 group=group, after=first.id)
@@ -221,20 +311,194 @@ def twin_runs(store: RunStore, group: str) -> dict[str, RunInfo]:
     return {r.config.framework: r for r in store.list() if r.group == group}
 
 
+AGREE = 1e-3  # two logged losses agree when they differ by at most 0.1% of the first
+SMOOTH_STEPS = 50  # the moving mean that shows whether curves part for good or only jitter
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely two runs' logged training losses (10-step means) follow each other, and their final gap."""
+    points: int  # logged points both runs have
+    agree_until: int  # the last logged step up to which every point agreed within AGREE (0: not even the first)
+    parted_at: int | None  # the first logged step that differs by more than AGREE; None: every point agrees
+    max_rel: float  # largest |ΔL| / L over those points
+    max_rel_smoothed: float  # the same over moving means of SMOOTH_STEPS steps
+    acc_gap: float | None  # |final test accuracy a - b|, as a share (0.0094: 0.94 points)
+
+
+def loss_agreement(a: Sequence[tuple[int, float]], b: Sequence[tuple[int, float]],
+                   acc_a: float | None = None, acc_b: float | None = None) -> Agreement | None:
+    da, db = dict(a), dict(b)
+    common = sorted(s for s in set(da) & set(db) if da[s])
+    if not common:
+        return None
+    rel = [abs(da[s] - db[s]) / abs(da[s]) for s in common]
+    parted = next((s for s, r in zip(common, rel) if r > AGREE), None)
+    agreed = [s for s in common if parted is None or s < parted]
+    spacing = max(1, common[1] - common[0]) if len(common) > 1 else 1
+    k = max(1, SMOOTH_STEPS // spacing)  # logged points per moving mean
+    ma = np.convolve([da[s] for s in common], np.ones(k) / k, "valid")
+    mb = np.convolve([db[s] for s in common], np.ones(k) / k, "valid")
+    smoothed = float(np.max(np.abs(ma - mb) / np.abs(ma))) if len(ma) else max(rel)
+    gap = abs(acc_a - acc_b) if acc_a is not None and acc_b is not None else None
+    return Agreement(len(common), agreed[-1] if agreed else 0, parted, max(rel), smoothed, gap)
+
+
 @dataclass(frozen=True)
 class TwinComparison:
     steps_compared: int  # logged points both runs have
     max_rel_loss_diff: float | None  # largest |ΔL| / L over those points
     final_acc: dict[str, float | None]
     seconds_per_epoch: dict[str, tuple[float, ...]]  # each epoch's training + evaluation time
+    agreement: Agreement | None = None
 
 
 def compare_twins(pytorch: RunSnapshot, keras: RunSnapshot) -> TwinComparison:
-    a, b = dict(pytorch.step_losses), dict(keras.step_losses)
-    common = sorted(set(a) & set(b))
-    rel = [abs(a[s] - b[s]) / abs(a[s]) for s in common if a[s]]
-    return TwinComparison(len(common), max(rel) if rel else None,
-                          {"pytorch": pytorch.final.test_acc if pytorch.final else None,
-                           "keras": keras.final.test_acc if keras.final else None},
+    acc = {"pytorch": pytorch.final.test_acc if pytorch.final else None,
+           "keras": keras.final.test_acc if keras.final else None}
+    agreement = loss_agreement(pytorch.step_losses, keras.step_losses, acc["pytorch"], acc["keras"])
+    return TwinComparison(agreement.points if agreement else 0, agreement.max_rel if agreement else None, acc,
                           {"pytorch": tuple(h.seconds for h in pytorch.history),
-                           "keras": tuple(h.seconds for h in keras.history)})
+                           "keras": tuple(h.seconds for h in keras.history)}, agreement)
+
+
+# --- the yardstick: the PyTorch twin against itself in float64 ---------------------------------------------
+@dataclass(frozen=True)
+class Replica:
+    """The PyTorch twin's training, replayed outside the trainer: same initial weights, same minibatches, the
+    trainer's arithmetic, in the given precision; logged like the trainer (10-step mean losses)."""
+    dtype: str
+    step_losses: tuple[tuple[int, float], ...]
+    test_acc: float
+    seconds: float
+
+
+def replay(config: TrainConfig, data_dir: str | None = None, dtype: torch.dtype = torch.float64,
+           log_every: int = 10) -> Replica:
+    """Train `config` (a PyTorch run without the robust preset) as the trainer does, in `dtype`, in a thread of its
+    own (which then ends, as the trainer's does: a long-lived thread that has run torch slows later training)."""
+    if config.framework != "pytorch" or config.robust or config.precision == "bf16":
+        raise ValueError("replay: a PyTorch run in plain arithmetic, without the robust preset")
+    return _in_thread(_replay, config, data_dir, dtype, log_every)
+
+
+def _replay(config: TrainConfig, data_dir: str | None, dtype: torch.dtype, log_every: int) -> Replica:
+    from torch.nn import functional as F
+
+    from core.engine import cpu
+    from core.engine.data import iterate_batches, load_dataset, num_batches
+    from core.engine.optimizers import build_optimizer
+    from core.engine.trainer import EVAL_BATCH
+
+    torch.set_flush_denormal(True)  # as the trainer does
+    cpu.use_base_threads()
+    t0 = time.perf_counter()
+    data = load_dataset(config.dataset, data_dir)
+    mean, std = data.spec.mean, data.spec.std
+    model = models.build_model(config).to(dtype)  # the seed's initial weights, then widened exactly
+    opt = build_optimizer(model.parameters(), config)
+    gen = torch.Generator().manual_seed(config.seed)  # the trainer's minibatch order
+    n = num_batches(len(data.train_x), config.batch_size, config.max_batches)
+    logged, step = [], 0
+    for _ in range(config.epochs):
+        model.train()
+        window = []
+        for i, (xb, yb) in enumerate(iterate_batches(data.train_x, data.train_y, config.batch_size, gen,
+                                                     config.max_batches, mean, std), start=1):
+            loss = F.cross_entropy(model(xb.to(dtype)), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            window.append(loss.detach())
+            if i % log_every == 0 or i == n:
+                values = torch.stack(window).tolist()
+                logged.append((step, sum(values) / len(values)))
+                window = []
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for xb, yb in iterate_batches(data.test_x, data.test_y, EVAL_BATCH, mean=mean, std=std):
+            correct += int((model(xb.to(dtype)).argmax(1) == yb).sum())
+    return Replica(str(dtype).removeprefix("torch."), tuple(logged), correct / len(data.test_y),
+                   time.perf_counter() - t0)
+
+
+@functools.lru_cache(maxsize=1)
+def float64_cost(steps: int = 20) -> float:
+    """How many times a float32 training step a float64 one costs here: the course network with BN at batch 64,
+    timed once per process on random inputs (a fraction of a second)."""
+    return _in_thread(_float64_cost, steps)
+
+
+def _float64_cost(steps: int) -> float:
+    from torch.nn import functional as F
+
+    from core.engine import cpu
+
+    cpu.use_base_threads()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 784, generator=g), torch.randint(0, 10, (64,), generator=g)
+    took = {}
+    for dtype in (torch.float32, torch.float64, torch.float32, torch.float64):  # twice each, alternating: warm
+        model = models.MLP(batch_norm=True).to(dtype)
+        opt = torch.optim.Adam(model.parameters())
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss = F.cross_entropy(model(x.to(dtype)), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        took[dtype] = time.perf_counter() - t0
+    return took[torch.float64] / took[torch.float32]
+
+
+def _in_thread(fn, *args):
+    out: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            out["r"] = fn(*args)
+        except BaseException as e:
+            out["error"] = e
+
+    t = threading.Thread(target=work, name=fn.__name__)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["r"]
+
+
+def yardstick_words(keras: Agreement, yard: Agreement) -> str:
+    """The Keras gap measured against the yardstick's, in words a learner can act on."""
+    ratio = keras.max_rel_smoothed / yard.max_rel_smoothed if yard.max_rel_smoothed else math.inf
+    parted = (f"Float32 rounding alone parts the PyTorch run from its float64 self "
+              + (f"after step {yard.agree_until}" if yard.parted_at else "nowhere in these steps")
+              + "; the Keras twin parts from it "
+              + (f"after step {keras.agree_until}" if keras.parted_at else "nowhere in these steps") + ". ")
+    size = f"On 50-step moving means the Keras gap is {ratio:.1f}× the yardstick's"
+    if ratio <= 2:
+        return parted + size + ": the size rounding alone makes, so the two frameworks compute the same thing."
+    return (parted + size + ": more than rounding alone makes here. Something else differs: with Keras' own defaults "
+            "that is expected (the table above lists them); with matched defaults, look at the switch you turned back.")
+
+
+def yardstick_rows(cmp: TwinComparison, pytorch: RunSnapshot, replica: Replica | None) -> list[dict]:
+    """The page's table: the Keras twin against the PyTorch one, and beside it the PyTorch twin against itself in
+    float64: what float32 rounding alone does to the same run."""
+    pairs = [("Keras vs PyTorch (both float32)", cmp.agreement)]
+    if replica is not None:
+        acc = pytorch.final.test_acc if pytorch.final else None
+        pairs.append(("PyTorch float32 vs the same run in float64 (the yardstick)",
+                      loss_agreement(pytorch.step_losses, replica.step_losses, acc, replica.test_acc)))
+    rows = []
+    for name, a in pairs:
+        if a is None:
+            continue
+        rows.append({"compared": name,
+                     "losses agree within 0.1% up to step": a.agree_until if a.parted_at else f"{a.agree_until} (all)",
+                     "largest difference": f"{a.max_rel:.2%}",
+                     f"largest, {SMOOTH_STEPS}-step moving mean": f"{a.max_rel_smoothed:.2%}",
+                     "final test acc gap": f"{a.acc_gap * 100:.2f} points" if a.acc_gap is not None else "–"})
+    return rows
