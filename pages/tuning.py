@@ -13,8 +13,8 @@ from core.tuning.study import PRUNERS, make_spec
 from ui import keys as K
 from ui.data import blocked_help, data_check, data_notice
 from ui.registry import get_store, plain
-from ui.tuning import (draws, get_pace, get_tuner, region_scatter, sample_histogram, status_line, stop_resume,
-                       study_view, trials_scatter)
+from ui.tuning import (draws, get_pace, get_tuner, gvr_results, region_scatter, sample_histogram, status_line,
+                       stop_resume, study_view, trials_scatter)
 
 st.title("Hyperparameter tuning lab")
 st.markdown("Each lesson below is an experiment: press its button and a study starts on "
@@ -61,13 +61,13 @@ with st.container(border=True):
                    f"{pace.eval_seconds:.2f} s. Studies are stored in the {describe(tuner.storage_url)}.")
 
 
-def start_group(specs: dict, prefix: str) -> str:
+def start_group(specs: dict, prefix: str, training_seed: bool = False) -> str:
     """The lesson's studies, started together; a new sampler seed each time (kept in the specs), so running a
-    lesson again is another draw, not a replay."""
+    lesson again is another draw, not a replay; `training_seed`: new initial weights and batch order too."""
     token = uuid.uuid4().hex[:6]
     group, seed = f"{prefix}-{token}", int(token, 16)
     for key, spec in specs.items():
-        tuner.create(f"{group}-{key}", replace(spec, group=group, seed=seed))
+        tuner.create(f"{group}-{key}", replace(T.reseeded(spec, seed) if training_seed else spec, group=group, seed=seed))
     return group
 
 
@@ -117,12 +117,23 @@ gvr, scale, beta, c2f, own = st.tabs(["Random beats grid", "Scale: learning rate
 with gvr:
     st.markdown("Two parameters, one of which barely matters (Adam's ε), and a budget of 9 trials. A 3 x 3 grid "
                 "tries each learning rate three times, with different values of ε; random search tries 9 different "
-                "learning rates.")
+                "learning rates. That makes random search better in expectation, not in every draw: each "
+                "experiment starts from new seeds, and repeating it shows how often it wins.")
     specs = T.grid_vs_random(epochs, max_batches)
-    st.caption(f"18 trials, one at a time: {duration(specs.values())} "
-               "on this machine.")
+    st.caption(f"18 trials, one at a time: {duration(specs.values())} on this machine.")
     if st.button("Run grid and random search", key=K.TUNE_GVR_START, type="primary", **off):
-        st.session_state[K.TUNE_GVR_GROUP] = start_group(specs, "grid-vs-random")
+        st.session_state[K.TUNE_GVR_GROUP] = start_group(specs, "grid-vs-random", training_seed=True)
+    finished, running = gvr_results(tuner)
+    st.markdown(T.GvrTally(tuple(finished)).words())
+    if len(running) > 2 and st.button(f"Stop all {len(running) // 2} repetitions", key=K.TUNE_GVR_STOP_ALL):
+        for n in running:
+            tuner.stop(n)
+    c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
+    reps = int(c1.number_input("Repetitions", 1, 20, 5, key=K.TUNE_GVR_REPS))
+    if c2.button(f"Repeat the experiment {reps} times ({duration(list(specs.values()) * reps)}, {18 * reps} trials)",
+                 key=K.TUNE_GVR_REPEAT, **off):
+        for _ in range(reps):
+            st.session_state[K.TUNE_GVR_GROUP] = start_group(specs, "grid-vs-random", training_seed=True)
     found = newest_group(("grid", "random"), K.TUNE_GVR_GROUP)
     if found is None:
         st.info("No experiment yet: press the button.")

@@ -117,6 +117,57 @@ def test_coarse_to_fine_region_holds_the_best_trials():
     assert {d.name: (d.lo, d.hi) for d in fine.space} == region and fine.lesson == "fine"
 
 
+def _row(number, lr, acc, state="COMPLETE", eps=1e-8):
+    return T.TrialRow(number, state, {"lr": lr, "eps": eps}, acc, 3, 1.0, None, "")
+
+
+def test_gvr_result_waits_for_both_searches_and_measures_the_noise():
+    """A repetition counts once both searches have their 9 results; its noise figure is the spread of the grid's
+    runs at its best learning rate, which differ only in ε. Catches a tally that counts half-finished repetitions
+    (a study still running would look like a loss) or takes the spread over every learning rate."""
+    grid = [_row(i, lr, acc) for i, (lr, acc) in enumerate(
+        [(3e-4, 0.899), (3e-4, 0.900), (3e-4, 0.8998), (3e-3, 0.9086), (3e-3, 0.9028), (3e-3, 0.8968),
+         (3e-2, 0.1135), (3e-2, 0.1135), (3e-2, 0.6881)])]
+    random = [_row(i, lr, 0.85 + i / 100) for i, lr in enumerate(np.geomspace(1e-4, 1e-1, 9))]
+    assert T.gvr_result("g", grid, random[:8], 9) is None  # one random trial short
+    assert T.gvr_result("g", grid, random[:8] + [_row(8, 0.1, None, "RUNNING")], 9) is None
+    r = T.gvr_result("g", grid, random, 9)
+    assert (r.grid_best, r.random_best, r.winner) == (0.9086, pytest.approx(0.93), "random")
+    assert r.grid_spread == (3e-3, pytest.approx(0.9086 - 0.8968))
+    failed = random[:8] + [_row(8, 0.1, None, "FAIL")]  # a diverged trial is a result (no accuracy)
+    assert T.gvr_result("g", grid, failed, 9).random_best == pytest.approx(0.92)
+
+
+def test_gvr_tally_words_are_computed():
+    """How often random wins, with the uncertainty a few repetitions leave. Catches words that claim 'random wins'
+    whatever the results, or drop the losing repetitions from the spread."""
+    results = (T.GvrResult("a", 0.90, 0.92, (3e-3, 0.012)), T.GvrResult("b", 0.91, 0.89),
+               T.GvrResult("c", 0.90, 0.90), T.GvrResult("d", 0.88, 0.91))
+    text = T.GvrTally(results).words()
+    lo, hi = T.wilson(2, 4)
+    assert f"**Over 4 finished repetitions, random search found the better learning rate in 2** (95% interval " \
+           f"{lo:.0%}–{hi:.0%} of repetitions), the grid in 1, a tie in 1." in text
+    assert "+0.75 points on average, from -2.00 to +3.00" in text
+    assert "spread over 1.20 points" in text and "A few repetitions say little" in text
+    assert T.GvrTally(()).words() == "No repetition has finished yet."
+
+
+@pytest.mark.parametrize("k,n", [(0, 5), (3, 10), (7, 7), (12, 20)])
+def test_wilson_interval_equals_scipy(k, n):
+    import scipy.stats
+    ci = scipy.stats.binomtest(k, n).proportion_ci(method="wilson")
+    assert T.wilson(k, n) == pytest.approx((ci.low, ci.high), abs=1e-9)
+
+
+def test_a_repetition_reseeds_the_training_too():
+    """With only the sampler reseeded the grid replays the same 9 runs every time (its points are fixed, and
+    the training seed was 0): a repetition must draw new initial weights and minibatches as well."""
+    specs = T.grid_vs_random(1, 5)
+    again = {k: T.reseeded(v, 12345) for k, v in specs.items()}
+    assert all(s.seed == 12345 and s.base.seed == 12345 for s in again.values())
+    assert again["grid"].grid == specs["grid"].grid and again["grid"].base.epochs == 1
+
+
 def test_duration_estimate_grows_with_the_budget():
     pace = T.Pace(step_fixed=1e-3, per_sample=2e-5, eval_seconds=0.1, start=0.05)
     small, big = make_spec(10, epochs=1, max_batches=50), make_spec(10, epochs=2, max_batches=100)

@@ -75,6 +75,8 @@ def test_start_stop_and_resume_a_tiny_study(page):
 
 
 def test_random_beats_grid_lesson_counts_what_each_search_tried(page):
+    """The lesson's counts, and how often random search has won, from the finished repetitions. Catches an
+    experiment that reseeds only the sampler (the grid then replays its runs) and a fixed 'random wins' claim."""
     from ui.tuning import get_tuner
 
     at, tuner = page, get_tuner()
@@ -90,3 +92,14 @@ def test_random_beats_grid_lesson_counts_what_each_search_tried(page):
     assert "**grid**: 3 distinct learning rates in 9 trials" in shown
     assert "**random**: 9 distinct learning rates in 9 trials" in shown
     assert all(f"**{plain(n)}**: 9 of 9 trials · done" in shown for n in names)  # names shown as text
+    # The experiment drew new training seeds (else the grid replays the same runs), and the page says how often
+    # random search has won over the finished repetitions, computed from the two studies' best trials.
+    import core.lessons.tuning as T
+    specs = dict(tuner.specs())
+    grid, random = (next(s for n, s in specs.items() if s.lesson == k) for k in ("grid", "random"))
+    assert grid.base.seed == grid.seed == random.base.seed != 0
+    bests = [T.best_row(T.trial_rows(tuner.open(n)[0])).accuracy for n in sorted(names)]  # -grid, -random
+    winner = "1" if bests[1] > bests[0] else "0"
+    assert f"**Over 1 finished repetition, random search found the better learning rate in {winner}**" in shown
+    repeat = at.button(key=K.TUNE_GVR_REPEAT)
+    assert repeat.label.startswith("Repeat the experiment 5 times (about") and "90 trials" in repeat.label

@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.lessons.tuning import TrialRow, best_row, draw, trial_rows
+from core.lessons.tuning import GvrResult, TrialRow, best_row, draw, gvr_result, trial_rows
 from core.store.pace import PROBE, Pace
 from core.tuning.space import shown_params
 from core.tuning.study import StudySpec, Tuner, budget_used
@@ -212,3 +212,25 @@ def study_view(tuner: Tuner, name: str, key: str) -> None:
         cols = st.columns(2)
         for col, kind in zip(cols, order[i:i + 2]):
             col.plotly_chart(figs[kind], key=f"tune_fig_{key}_{kind}", width="stretch")
+
+
+# --- random vs grid, repeated --------------------------------------------------------------------------------
+_finished: dict[str, GvrResult] = {}  # group -> result: a finished repetition never changes, read it once
+
+
+def gvr_results(tuner: Tuner) -> tuple[list[GvrResult], list[str]]:
+    """Every finished repetition of the random-vs-grid lesson in storage (oldest first), and the names of its
+    studies that run in this process now."""
+    groups: dict[str, dict[str, str]] = {}
+    for name, spec in reversed(tuner.specs()):  # oldest first
+        if spec.lesson in ("grid", "random") and spec.group:
+            groups.setdefault(spec.group, {})[spec.lesson] = name
+    out = []
+    for group, names in groups.items():
+        if group not in _finished and len(names) == 2 and not any(tuner.running(n) for n in names.values()):
+            (grid, spec), (random, _) = tuner.open(names["grid"]), tuner.open(names["random"])
+            if result := gvr_result(group, trial_rows(grid), trial_rows(random), spec.n_trials):
+                _finished[group] = result
+        if group in _finished:
+            out.append(_finished[group])
+    return out, [n for names in groups.values() for n in names.values() if tuner.running(n)]

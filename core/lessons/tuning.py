@@ -6,6 +6,7 @@ page shows are the distribution the studies really sample."""
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -192,6 +193,88 @@ def distinct_values(rows: Sequence[TrialRow], name: str) -> int:
 def best_row(rows: Sequence[TrialRow]) -> TrialRow | None:
     done = [r for r in rows if r.state == "COMPLETE" and r.accuracy is not None]
     return max(done, key=lambda r: r.accuracy, default=None)
+
+
+# --- random vs grid, repeated --------------------------------------------------------------------------------
+def reseeded(spec: StudySpec, seed: int) -> StudySpec:
+    """The study again with a new sampler seed AND a new training seed (initial weights, minibatch order): another
+    draw of the whole experiment. With the training seed fixed the grid would replay the same 9 runs."""
+    return replace(spec, seed=seed, base=replace(spec.base, seed=seed % 2 ** 31))
+
+
+@dataclass(frozen=True)
+class GvrResult:
+    """One finished repetition of the random-vs-grid lesson: each search's best test accuracy."""
+    group: str
+    grid_best: float
+    random_best: float
+    grid_spread: tuple[float, float] | None = None  # (learning rate, spread of the grid's accuracies at it): noise
+
+    @property
+    def diff(self) -> float:
+        return self.random_best - self.grid_best
+
+    @property
+    def winner(self) -> str:
+        return "random" if self.diff > 0 else "grid" if self.diff < 0 else "tie"
+
+
+def gvr_result(group: str, grid: Sequence[TrialRow], random: Sequence[TrialRow], n_trials: int) -> GvrResult | None:
+    """The repetition's result once both searches have all their trials (a failed trial counts as a result, with
+    no accuracy); None while either is short of its budget or any trial still runs."""
+    for rows in (grid, random):
+        ended = [r for r in rows if r.counted and r.state in ("COMPLETE", "PRUNED", "FAIL")]
+        if len(ended) < n_trials or any(r.state in ("RUNNING", "WAITING") for r in rows):
+            return None
+    gb, rb = best_row(grid), best_row(random)
+    if gb is None or rb is None:
+        return None
+    at_lr: dict[float, list[float]] = {}
+    for r in grid:
+        if r.state == "COMPLETE" and r.accuracy is not None and "lr" in r.params:
+            at_lr.setdefault(r.params["lr"], []).append(r.accuracy)
+    lr, accs = max(at_lr.items(), key=lambda kv: max(kv[1]))  # the grid's best learning rate, tried with several ε
+    spread = (lr, max(accs) - min(accs)) if len(accs) > 1 else None
+    return GvrResult(group, gb.accuracy, rb.accuracy, spread)
+
+
+def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:  # z: the normal 97.5% point
+    """95% Wilson score interval of a share k/n: honest about how little a few repetitions tell."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class GvrTally:
+    results: tuple[GvrResult, ...]
+
+    def count(self, winner: str) -> int:
+        return sum(r.winner == winner for r in self.results)
+
+    def words(self) -> str:
+        n = len(self.results)
+        if n == 0:
+            return "No repetition has finished yet."
+        k = self.count("random")
+        lo, hi = wilson(k, n)
+        diffs = [r.diff * 100 for r in self.results]
+        text = (f"**Over {n} finished repetition{'s' if n > 1 else ''}, random search found the better learning rate "
+                f"in {k}** (95% interval {lo:.0%}–{hi:.0%} of repetitions), the grid in {self.count('grid')}"
+                + (f", a tie in {self.count('tie')}" if self.count("tie") else "")
+                + f". Random's best minus the grid's: {statistics.fmean(diffs):+.2f} points on average, from "
+                f"{min(diffs):+.2f} to {max(diffs):+.2f}.")
+        noise = [r.grid_spread for r in self.results if r.grid_spread]
+        if noise:
+            lr, spread = noise[-1]
+            text += (f" One search's winner is partly luck: in the newest repetition the grid's runs at learning rate "
+                     f"{lr:.3g}, which differ only in ε, spread over {spread * 100:.2f} points.")
+        if n < 5:
+            text += " A few repetitions say little about how often: repeat the experiment below."
+        return text
 
 
 # --- how long it will take -------------------------------------------------------------------------------
