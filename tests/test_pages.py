@@ -192,3 +192,20 @@ def test_double_softmax_caption_states_computed_numbers(app):
     assert f"between {h.floor:.3f} and {h.ceiling:.3f}" in text and "between 1.461 and 2.461" in text
     assert f"{h.wrong.ratio:.0f}× less than the correct form" in text and "248× less" in text
     assert "small from the start" not in text
+
+
+def test_runs_table_labels_the_best_epoch_as_picked_on_the_test_set(app):
+    """The highest per-epoch test accuracy is a maximum chosen on the test set: the Runs table says so (as the
+    BatchNorm lab does) and the final test accuracy stays beside it. Catches the bare 'best test acc' column."""
+    from ui.registry import get_store
+    store = get_store()
+    run = store.start(TrainConfig(epochs=2, max_batches=10))
+    wait_finished(store)
+    app.run()
+    app.switch_page("pages/runs.py").run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    best = "highest test acc (epoch picked on the test set)"
+    assert best in table.columns and "best test acc" not in table.columns and "final test acc" in table.columns
+    snap = store.get(run.id).snapshot
+    assert list(table[best]) == [f"{max(h.test_acc for h in snap.history):.2%}"]
