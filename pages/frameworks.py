@@ -4,10 +4,10 @@ import streamlit as st
 from core import TrainConfig
 from core.engine.config import KERAS_MATCHABLE, keras_matched
 from core.engine.data import dataset_spec, num_batches
-from core.lessons.frameworks import (compare_twins, defaults_table, float64_cost, keras_course_listing,
-                                     keras_defaults_value, keras_listing, pytorch_course_listing, pytorch_listing,
-                                     loss_agreement, read_live_defaults, replay, start_framework_twins, twin_configs,
-                                     twin_runs, yardstick_rows, yardstick_words)
+from core.lessons.frameworks import (compare_twins, defaults_table, keras_course_listing, keras_defaults_value,
+                                     keras_listing, loss_agreement, pytorch_course_listing, pytorch_listing,
+                                     read_live_defaults, replay, replay_seconds, start_framework_twins, step_seconds,
+                                     twin_configs, twin_runs, yardstick_rows, yardstick_words)
 from core.store.groups import LabKind
 from ui import keys as K
 from ui.data import blocked_help, data_check, data_line, data_notice
@@ -113,10 +113,11 @@ def yardstick(torch_run):
     saved = st.session_state.setdefault(K.FW_YARDSTICKS, {})
     if torch_run.id in saved or torch_run.live or torch_run.snapshot.status != "finished":
         return saved.get(torch_run.id)
-    secs = sum(h.seconds for h in torch_run.snapshot.history) * float64_cost()
+    snap = torch_run.snapshot
+    secs = replay_seconds(sum(h.seconds for h in snap.history), snap.step)
     st.caption(f"How far apart should the curves be? Replaying the PyTorch run in float64 (same initial weights, same "
-               f"minibatches) shows what float32 rounding alone does: about {secs:.0f} s here (the PyTorch run's "
-               f"seconds × {float64_cost():.1f}, a float64 step's cost against a float32 one's, timed here).")
+               f"minibatches) shows what float32 rounding alone does: about {secs:.0f} s here ({snap.step} steps at "
+               f"{step_seconds()['float64'] * 1000:.1f} ms, a float64 step timed here, and the run's evaluations).")
     if st.button("Measure the float64 yardstick", key=K.FW_YARDSTICK, disabled=not data.ok, help=blocked_help(data)):
         with st.spinner("Replaying the PyTorch run in float64…"):
             saved[torch_run.id] = replay(torch_run.config, store.data_dir)

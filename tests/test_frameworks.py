@@ -414,3 +414,13 @@ def test_loss_agreement_by_hand():
     wide = loss_agreement(a, [(s, v * 1.1) for s, v in a])
     assert "20.0× the yardstick's" in yardstick_words(wide, ag.__class__(10, 30, 40, 0.05, 0.005, None))
     assert "the size rounding alone makes" in yardstick_words(ag, ag)
+
+
+def test_replay_duration_is_its_steps_at_float64_pace_plus_the_rest():
+    """The yardstick's stated duration: the run's steps at a float64 step's measured cost, plus what the run spent
+    outside its steps (evaluation). Catches a duration scaled from the whole run (evaluation included) by a ratio."""
+    from core.lessons.frameworks import replay_seconds, step_seconds
+    t = step_seconds()
+    assert t["float64"] > 0 and t["float32"] > 0
+    assert replay_seconds(1.0 + 400 * t["float32"], 400) == pytest.approx(1.0 + 400 * t["float64"])
+    assert replay_seconds(0.0, 400) == pytest.approx(400 * t["float64"])
