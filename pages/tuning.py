@@ -111,14 +111,15 @@ def best_text(name: str, param: str) -> str:
     return f"best {best.accuracy:.2%} at {param} {best.params[param]:.3g}" if best else "no result yet"
 
 
-gvr, scale, beta, c2f, own = st.tabs(["Random beats grid", "Scale: learning rate", "Scale: Adam's β1",
+gvr, scale, beta, c2f, own = st.tabs(["Random vs grid", "Scale: learning rate", "Scale: Adam's β1",
                                       "Coarse to fine", "Your own study"])
 
 with gvr:
     st.markdown("Two parameters, one of which barely matters (Adam's ε), and a budget of 9 trials. A 3 x 3 grid "
                 "tries each learning rate three times, with different values of ε; random search tries 9 different "
-                "learning rates. That makes random search better in expectation, not in every draw: each "
-                "experiment starts from new seeds, and repeating it shows how often it wins.")
+                "learning rates, so it is likelier to land near the best one when the grid's three miss it. Whether "
+                "it does in one experiment is partly luck, and depends on where the grid's values fall: each "
+                "experiment starts from new seeds, and repeating it measures how often random search wins here.")
     specs = T.grid_vs_random(epochs, max_batches)
     st.caption(f"18 trials, one at a time: {duration(specs.values())} on this machine.")
     if st.button("Run grid and random search", key=K.TUNE_GVR_START, type="primary", **off):
