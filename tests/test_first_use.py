@@ -325,6 +325,12 @@ def test_estimate_before_any_run_rests_on_steps_timed_here(monkeypatch):
                        history=tuple(EpochMetrics(k, 1, .5, 1, .5, 1.5) for k in (1, 2)))
     timed = RunInfo("20260101-120000-0000c8", cfg, "r", 0.0, snap)
     assert pace.estimate([timed], [cfg], pace=slow).seconds == pytest.approx(2 * 1.5 + pace.RUN_OVERHEAD)
+    # a BN step costs what the probe measured for one; the robust preset's augmentation is not timed: a lower bound
+    bn = replace(slow, bn_factor=1.5)
+    assert pace.estimate([], [replace(cfg, batch_norm=True)], pace=bn).seconds == pytest.approx(
+        2 * (200 * step * 1.5 + 0.8) + pace.RUN_OVERHEAD)
+    robust = pace.estimate([timed], [replace(cfg, robust=True)], pace=slow)  # a plain run's epochs are not "like"
+    assert "at least: without the robust preset's augmentation" in robust.basis
 
 
 def test_pace_probe_measures_once_in_the_background(data_dir, monkeypatch):
@@ -343,7 +349,7 @@ def test_pace_probe_measures_once_in_the_background(data_dir, monkeypatch):
     monkeypatch.setattr(pace_module, "_measure", real)
     probe.start(data_dir)
     pace = probe.wait(data_dir)
-    assert pace.steps == 24 and pace.step_fixed + 64 * pace.per_sample > 0 and pace.eval_seconds > 0
+    assert pace.steps == 36 and pace.step_fixed + 64 * pace.per_sample > 0 and pace.eval_seconds > 0 and pace.bn_factor > 0
     probe.start(data_dir)
     assert probe.pace is pace and not probe.measuring and probe.error is None
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 
 from core.engine.config import TrainConfig
@@ -60,10 +60,12 @@ class Pace:
     eval_seconds: float
     start: float = 0.05
     steps: int = 0
+    bn_factor: float = 1.0  # a BN step's time over a no-BN one's, measured at batch 64
 
     def epoch_seconds(self, config: TrainConfig) -> float:
+        """Training steps and one evaluation; without the robust preset's augmentation, which is not timed."""
         w = weights(config) / weights(TrainConfig())
-        step = self.step_fixed + self.per_sample * config.batch_size * w
+        step = (self.step_fixed + self.per_sample * config.batch_size * w) * (self.bn_factor if config.batch_norm else 1)
         return steps_per_epoch(config) * step + self.eval_seconds * w
 
     def trial_seconds(self, config: TrainConfig) -> float:
@@ -103,10 +105,10 @@ def _measure(data_dir: str | None, steps: int) -> Pace:
     cpu.use_base_threads()
     config = TrainConfig()
     data = load_dataset(config.dataset, data_dir)
-    model = build_model(config)
-    opt = build_optimizer(model.parameters(), config)
     per_step = {}
-    for bs in (32, 256):
+    for bn, bs in ((False, 32), (False, 256), (True, 64)):
+        model = build_model(replace(config, batch_norm=bn))
+        opt = build_optimizer(model.parameters(), config)
         batches = iterate_batches(data.train_x, data.train_y, bs, torch.Generator().manual_seed(0), steps + 2)
         for i, (xb, yb) in enumerate(batches):
             if i == 2:  # two warm-up steps
@@ -115,12 +117,15 @@ def _measure(data_dir: str | None, steps: int) -> Pace:
             opt.zero_grad()
             loss.backward()
             opt.step()
-        per_step[bs] = (time.perf_counter() - t0) / steps
+        per_step[bn, bs] = (time.perf_counter() - t0) / steps
     t0 = time.perf_counter()
     evaluate(model, data.test_x, data.test_y)
     eval_seconds = time.perf_counter() - t0
-    per_sample = max(0.0, (per_step[256] - per_step[32]) / (256 - 32))
-    return Pace(max(0.0, per_step[32] - 32 * per_sample), per_sample, eval_seconds, steps=2 * steps)
+    per_sample = max(0.0, (per_step[False, 256] - per_step[False, 32]) / (256 - 32))
+    fixed = max(0.0, per_step[False, 32] - 32 * per_sample)
+    plain64 = fixed + 64 * per_sample
+    return Pace(fixed, per_sample, eval_seconds, steps=3 * steps,
+                bn_factor=per_step[True, 64] / plain64 if plain64 > 0 else 1.0)
 
 
 class PaceProbe:
@@ -175,10 +180,10 @@ def steps_per_epoch(config: TrainConfig) -> int:
 
 
 def _alike(a: TrainConfig, b: TrainConfig) -> bool:
-    """Runs whose steps cost about the same: same data, network, batch, optimizer and framework (BN adds ~15%,
-    ignored)."""
-    return ((a.dataset, a.hidden, a.batch_size, a.optimizer, a.framework)
-            == (b.dataset, b.hidden, b.batch_size, b.optimizer, b.framework))
+    """Runs whose steps cost about the same: same data, network, batch, optimizer and framework, with or without the
+    robust preset's augmentation alike (BN adds ~15%, ignored)."""
+    return ((a.dataset, a.hidden, a.batch_size, a.optimizer, a.framework, a.robust)
+            == (b.dataset, b.hidden, b.batch_size, b.optimizer, b.framework, b.robust))
 
 
 def _fit(points: Sequence[tuple[int, float]]) -> tuple[float, float] | None:
@@ -224,14 +229,16 @@ def _per_epoch(points: Sequence[tuple[int, float]], n: int) -> tuple[float, str]
 
 def _untimed(cfg: TrainConfig, pace: Pace | None) -> tuple[float, str, bool]:
     """Seconds of one epoch of a config no run here has timed: from the measured pace, else a first guess."""
-    keras = " (a Keras run counted at PyTorch's pace, without compiling its step)" if cfg.framework == "keras" else ""
+    note = " (a Keras run counted at PyTorch's pace, without compiling its step)" if cfg.framework == "keras" else ""
+    if cfg.robust:  # its augmentation is not in the timed steps: what is said is a lower bound
+        note += " (at least: without the robust preset's augmentation, which no run here has timed yet)"
     if pace is not None:
         return (pace.epoch_seconds(cfg), f"no run like these timed here yet: from {pace.steps} training steps this "
-                                         f"machine timed{keras}", False)
+                                         f"machine timed{note}", False)
     n = steps_per_epoch(cfg)
     w = weights(cfg) / weights(TrainConfig())
     return ((DEFAULT_EVAL + DEFAULT_STEP * cfg.batch_size / 64 * n) * w,
-            "a first guess from another machine's pace: this one has timed no training step yet" + keras, True)
+            "a first guess from another machine's pace: this one has timed no training step yet" + note, True)
 
 
 def estimate(runs: Sequence[RunInfo], configs: Sequence[TrainConfig], data_dir=None,
