@@ -133,7 +133,7 @@ def test_gvr_result_waits_for_both_searches_and_measures_the_noise():
     assert T.gvr_result("g", grid, random[:8] + [_row(8, 0.1, None, "RUNNING")], 9) is None
     r = T.gvr_result("g", grid, random, 9)
     assert (r.grid_best, r.random_best, r.winner) == (0.9086, pytest.approx(0.93), "random")
-    assert r.grid_spread == (3e-3, pytest.approx(0.9086 - 0.8968))
+    assert r.grid_spread == (3e-3, pytest.approx(0.9086 - 0.8968)) and r.grid_best_lr == 3e-3
     failed = random[:8] + [_row(8, 0.1, None, "FAIL")]  # a diverged trial is a result (no accuracy)
     assert T.gvr_result("g", grid, failed, 9).random_best == pytest.approx(0.92)
 
@@ -141,14 +141,15 @@ def test_gvr_result_waits_for_both_searches_and_measures_the_noise():
 def test_gvr_tally_words_are_computed():
     """How often random wins, with the uncertainty a few repetitions leave. Catches words that claim 'random wins'
     whatever the results, or drop the losing repetitions from the spread."""
-    results = (T.GvrResult("a", 0.90, 0.92, (3e-3, 0.012)), T.GvrResult("b", 0.91, 0.89),
-               T.GvrResult("c", 0.90, 0.90), T.GvrResult("d", 0.88, 0.91))
+    results = (T.GvrResult("a", 0.90, 0.92, (3e-3, 0.012), 3e-3), T.GvrResult("b", 0.91, 0.89, None, 3e-3),
+               T.GvrResult("c", 0.90, 0.90, None, 3e-4), T.GvrResult("d", 0.88, 0.91))
     text = T.GvrTally(results).words()
     lo, hi = T.wilson(2, 4)
     assert f"**Over 4 finished repetitions, random search found the better learning rate in 2** (95% interval " \
            f"{lo:.0%}–{hi:.0%} of repetitions), the grid in 1, a tie in 1." in text
     assert "+0.75 points on average, from -2.00 to +3.00" in text
     assert "spread over 1.20 points" in text and "A few repetitions say little" in text
+    assert "The grid's best came from learning rate 0.003 in 2 of 3" in text
     assert T.GvrTally(()).words() == "No repetition has finished yet."
 
 

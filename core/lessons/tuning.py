@@ -209,6 +209,7 @@ class GvrResult:
     grid_best: float
     random_best: float
     grid_spread: tuple[float, float] | None = None  # (learning rate, spread of the grid's accuracies at it): noise
+    grid_best_lr: float | None = None  # the learning rate of the grid's best trial
 
     @property
     def diff(self) -> float:
@@ -235,7 +236,7 @@ def gvr_result(group: str, grid: Sequence[TrialRow], random: Sequence[TrialRow],
             at_lr.setdefault(r.params["lr"], []).append(r.accuracy)
     lr, accs = max(at_lr.items(), key=lambda kv: max(kv[1]))  # the grid's best learning rate, tried with several ε
     spread = (lr, max(accs) - min(accs)) if len(accs) > 1 else None
-    return GvrResult(group, gb.accuracy, rb.accuracy, spread)
+    return GvrResult(group, gb.accuracy, rb.accuracy, spread, gb.params.get("lr"))
 
 
 def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:  # z: the normal 97.5% point
@@ -267,6 +268,11 @@ class GvrTally:
                 + (f", a tie in {self.count('tie')}" if self.count("tie") else "")
                 + f". Random's best minus the grid's: {statistics.fmean(diffs):+.2f} points on average, from "
                 f"{min(diffs):+.2f} to {max(diffs):+.2f}.")
+        lrs = [r.grid_best_lr for r in self.results if r.grid_best_lr is not None]
+        if lrs:
+            common = max(set(lrs), key=lrs.count)
+            text += (f" The grid's best came from learning rate {common:.3g} in {lrs.count(common)} of {len(lrs)}: "
+                     "where its three values fall decides how well it does.")
         noise = [r.grid_spread for r in self.results if r.grid_spread]
         if noise:
             lr, spread = noise[-1]
