@@ -85,16 +85,16 @@ def pytorch_course_listing(config: TrainConfig = COURSE_STYLE) -> str:
     """The PyTorch model, loss and optimizer a run of `config` trains, written as the course writes them (one
     nn.Sequential): generated from the model the trainer builds and the optimizer it uses, so it cannot drift.
     tests/test_frameworks.py runs it and checks it computes what the real module does."""
+    from core.engine import torch_loop
     from core.engine.optimizers import FusedAdam, build_optimizer
-    from core.engine.trainer import Trainer
 
     model = models.build_model(config)
     opt = build_optimizer(model.parameters(), config)
     rows = [", ".join(_torch_layer(layer) for layer in block) + "," for block in model.blocks]
     out = model.out
-    # the loss function the trainer calls, read from its source
+    # the loss function every training step calls, read from its source
     loss_fn = next(re.search(r"([\w.]+cross_entropy)\(", line).group(1)
-                   for line in inspect.getsource(Trainer._train).splitlines() if "cross_entropy(" in line)
+                   for line in inspect.getsource(torch_loop.make_step).splitlines() if "cross_entropy(" in line)
     # This project's Adam is torch.optim.Adam's fused kernel without its bookkeeping (core/engine/optimizers.py)
     name = "Adam" if isinstance(opt, FusedAdam) else type(opt).__name__
     lr = opt.lr if isinstance(opt, FusedAdam) else opt.param_groups[0]["lr"]
@@ -386,12 +386,10 @@ def replay(config: TrainConfig, data_dir: str | None = None, dtype: torch.dtype 
 
 
 def _replay(config: TrainConfig, data_dir: str | None, dtype: torch.dtype, log_every: int) -> Replica:
-    from torch.nn import functional as F
-
     from core.engine import cpu
     from core.engine.data import iterate_batches, load_dataset, num_batches
     from core.engine.optimizers import build_optimizer
-    from core.engine.trainer import EVAL_BATCH
+    from core.engine.torch_loop import EVAL_BATCH, make_step
 
     torch.set_flush_denormal(True)  # as the trainer does
     cpu.use_base_threads()
@@ -400,6 +398,7 @@ def _replay(config: TrainConfig, data_dir: str | None, dtype: torch.dtype, log_e
     mean, std = data.spec.mean, data.spec.std
     model = models.build_model(config).to(dtype)  # the seed's initial weights, then widened exactly
     opt = build_optimizer(model.parameters(), config)
+    train_step = make_step(model, opt)  # the step every PyTorch run takes
     gen = torch.Generator().manual_seed(config.seed)  # the trainer's minibatch order
     n = num_batches(len(data.train_x), config.batch_size, config.max_batches)
     logged, step = [], 0
@@ -408,10 +407,7 @@ def _replay(config: TrainConfig, data_dir: str | None, dtype: torch.dtype, log_e
         window = []
         for i, (xb, yb) in enumerate(iterate_batches(data.train_x, data.train_y, config.batch_size, gen,
                                                      config.max_batches, mean, std), start=1):
-            loss = F.cross_entropy(model(xb.to(dtype)), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            loss, _ = train_step(xb.to(dtype), yb)
             step += 1
             window.append(loss.detach())
             if i % log_every == 0 or i == n:

@@ -99,7 +99,7 @@ def _measure(data_dir: str | None, steps: int) -> Pace:
     from core.engine.data import iterate_batches, load_dataset
     from core.engine.models import build_model
     from core.engine.optimizers import build_optimizer
-    from core.engine.trainer import evaluate
+    from core.engine.torch_loop import evaluate
 
     torch.set_flush_denormal(True)  # as the trainer does
     cpu.use_base_threads()
