@@ -6,14 +6,19 @@ from __future__ import annotations
 import streamlit as st
 
 from core.engine.data import RAW_FILES, DataCheck, DataUnavailableError, check_dataset, load_dataset, spec_label
+from core.store.pace import PROBE
 from ui.registry import plain
 
 MISSING_HEADLINE = "is not on disk"  # every page's notice says "<dataset> is not on disk"; the browser test looks for it
 
 
 def data_check(dataset: str = "mnist") -> DataCheck:
-    """The dataset's state now, in DATA_DIR (or ./data): the folder the run store trains from."""
-    return check_dataset(dataset)
+    """The dataset's state now, in DATA_DIR (or ./data): the folder the run store trains from. With the data there,
+    this machine's pace starts being measured (once per process, in the background: every page's estimates)."""
+    check = check_dataset(dataset)
+    if check.ok:
+        PROBE.start()
+    return check
 
 
 def blocked_help(check: DataCheck) -> str | None:
