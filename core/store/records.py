@@ -7,6 +7,7 @@ import json
 import math
 import re
 import struct
+import time
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
@@ -17,6 +18,8 @@ MAX_NAME = 200  # characters of a run's name
 OWNER = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a learner's public id (core/store/learners.py); "" is everyone
 MAX_ERROR = 2000  # characters of a status message
 MAX_SHOWN = 3  # skipped lines described one by one in a problem
+EARLIEST = 946684800.0  # 2000-01-01: a run's 'created' time is after it...
+FUTURE_SLACK = 86400.0  # ...and not more than a day ahead of this machine's clock (another machine's may differ)
 
 
 class DamagedRunError(ValueError):
@@ -61,9 +64,29 @@ def _is_real(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def parse_meta(raw: bytes, problems: list[str]) -> Meta:
+def check_name(name: object) -> str:
+    """A run's name: one line of printable text, 1 to MAX_NAME characters (ValueError naming what is wrong).
+    Printable excludes line breaks, control and escape codes and the invisible direction marks that make a
+    name read other than it is written (U+202E): the same rule for a name typed in and a name read from disk."""
+    if not isinstance(name, str):
+        raise ValueError(f"name: a run's name is text, got {type(name).__name__}")
+    name = name.strip()
+    if not name:
+        raise ValueError("name: a run's name cannot be empty")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"name: at most {MAX_NAME} characters, got {len(name)}")
+    if any(not c.isprintable() for c in name):
+        raise ValueError("name: one line of printable text (no line breaks, control or direction codes)")
+    return name
+
+
+def _created_ok(x: Any, now: float) -> bool:
+    return _is_real(x) and math.isfinite(x) and EARLIEST <= x <= now + FUTURE_SLACK
+
+
+def parse_meta(raw: bytes, problems: list[str], now: float | None = None) -> Meta:
     """config.json -> Meta. DamagedRunError when the settings cannot be used; odd name/created/group/tags are
-    replaced (and reported) instead."""
+    replaced (and reported) instead. `now`: this machine's time, which a 'created' time cannot be far after."""
     try:
         meta = _json(raw, "config.json")
     except ValueError as e:
@@ -87,9 +110,19 @@ def parse_meta(raw: bytes, problems: list[str]) -> Meta:
     elif isinstance(name, str) and len(name) > MAX_NAME:
         problems.append(f"config.json: the name is {len(name):,} characters long; the first {MAX_NAME} are shown")
         name = name[:MAX_NAME]
+    if name is not None:
+        try:
+            name = check_name(name)
+        except ValueError:  # what rename() refuses is not shown either: repr shows its codes as codes
+            problems.append(f"config.json: the name {_short(name)} is not one line of printable text (it holds line "
+                            "breaks, control or direction codes); the settings are shown instead: rename the run")
+            name = None
     created = meta.get("created")
-    if created is not None and not (_is_real(created) and math.isfinite(created) and 0 <= created < 1e11):
-        problems.append(f"config.json: 'created' is {_short(created)}, not a time; the run id's time is used")
+    if created is not None and not _created_ok(created, time.time() if now is None else now):
+        when = (f" ({time.strftime('%Y-%m-%d', time.gmtime(created))})" if _is_real(created) and math.isfinite(created)
+                and 0 <= created < 253402300800 else "")  # up to 9999-12-31: what strftime can name
+        problems.append(f"config.json: 'created' is {_short(created)}{when}, not a time this run can have been "
+                        "made at; the run id's time is used")
         created = None
     group = meta.get("group")
     if group is not None and not isinstance(group, str):
