@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core import shutdown
 from core.drawing import drawing_set as D
 from core.engine.data import check_dataset, dataset_spec
 from core.store.runs import RunInfo, RunStore
@@ -41,6 +42,8 @@ def drawing_accuracies(store: RunStore, runs: list[RunInfo]) -> dict[str, float 
     if todo and _data_ok(store) and _ready(store):
         with st.spinner(f"Measuring {len(todo)} model(s) on {drawings_count():,} drawings…"):
             for r in todo:
+                if shutdown.closing():  # the server is exiting and waits for this thread: stop here
+                    break
                 D.run_accuracy(store, r.id)
     return {r.id: D.stored_accuracy(store, r.id) if D.measurable(r) else None for r in runs}
 

@@ -20,13 +20,11 @@ Every value read from disk is checked (core/store/records.py); every path is che
 """
 from __future__ import annotations
 
-import atexit
 import io
 import json
 import os
 import threading
 import time
-import weakref
 import zipfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -35,6 +33,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors, save as save_safetensors
 
+from core import shutdown as _shutdown
 from core.engine.backends import model_for
 from core.engine.config import TrainConfig, memory_estimate
 from core.engine.control import StepProbe
@@ -47,8 +46,8 @@ from core.store.scheduler import EVERYONE, AdmissionError, Job, Limits  # noqa: 
 from core.store.files import (RunsFolderError, StoreFileError, StoreFileMissing, UnknownRunError,  # noqa: F401
                               append_lines, atomic_write_bytes, atomic_write_json, check_run_id, check_runs_folder,
                               created_from_id, is_run_id, new_run_id, open_regular, read_file, remove_run_dir, run_dir)
-from core.store.records import (MAX_NAME, DamagedRunError, parse_meta, parse_metrics, parse_status,
-                                weights_header, weights_header_size)
+from core.store.records import (MAX_NAME, DamagedRunError, check_name, parse_meta, parse_metrics,  # noqa: F401
+                                parse_status, weights_header, weights_header_size)
 
 MAX_METRICS = 512 << 20  # bytes of metrics.jsonl: 200 epochs at batch size 1 write about 60 MB
 MAX_PROBES = 256 << 20
@@ -314,7 +313,9 @@ class RunStore:
                 self._damaged[name] = str(e)
             except Exception as e:  # a case no check foresaw: one unreadable run must not hide all the others
                 self._damaged[name] = f"it could not be read ({type(e).__name__}: {e})"
-        _OPEN_STORES.add(self)
+        # A process that exits (the server on SIGTERM or Ctrl-C, the command line) first stops its runs and
+        # waits for them: a training thread still inside torch when the interpreter shuts down aborts it.
+        _shutdown.register(self, _shutdown.RUNS)
 
     @property
     def executor(self) -> Executor:
@@ -450,6 +451,8 @@ class RunStore:
         run's settings (a tuning study's name and trial number); `owner`: the learner it belongs to.
         AdmissionError when the scheduler cannot take it (larger than all training memory, too many queued)."""
         config.validate()
+        if _shutdown.closing():
+            raise RuntimeError("The program is shutting down: no run starts now.")
         name = check_name(name) if name is not None else config.label()
         if config.precision_choice is not None:  # "auto" was asked for: what it chose here, and why
             tags = {**(tags or {}), "precision_auto": config.precision_choice.describe()}
@@ -718,20 +721,6 @@ class RunStore:
         return buf.getvalue()
 
 
-def check_name(name: object) -> str:
-    """A run's name: one line of text, 1 to MAX_NAME characters (ValueError naming `name` otherwise)."""
-    if not isinstance(name, str):
-        raise ValueError(f"name: a run's name is text, got {type(name).__name__}")
-    name = name.strip()
-    if not name:
-        raise ValueError("name: a run's name cannot be empty")
-    if len(name) > MAX_NAME:
-        raise ValueError(f"name: at most {MAX_NAME} characters, got {len(name)}")
-    if any(not c.isprintable() for c in name):
-        raise ValueError("name: one line of printable text (no line breaks or control characters)")
-    return name
-
-
 def read_metrics(path: Path, epochs: int = 10_000) -> tuple[list[tuple[int, float]], list[EpochMetrics]]:
     """A metrics.jsonl file's step losses and epochs (lines that are not records are skipped)."""
     return parse_metrics(read_file(path, MAX_METRICS), epochs, [])
@@ -741,14 +730,3 @@ def metrics_csv(snap: RunSnapshot) -> str:
     rows = ["epoch,train_loss,train_acc,test_loss,test_acc,seconds"]
     rows += [f"{h.epoch},{h.train_loss},{h.train_acc},{h.test_loss},{h.test_acc},{h.seconds}" for h in snap.history]
     return "\n".join(rows) + "\n"
-
-
-# A process that exits (the server on SIGTERM or Ctrl-C, the command line) first stops its runs and waits for
-# them: a training thread still inside torch when the interpreter shuts down aborts the process.
-_OPEN_STORES: "weakref.WeakSet[RunStore]" = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_runs_at_exit() -> None:
-    for store in list(_OPEN_STORES):
-        store.shutdown()
