@@ -14,13 +14,15 @@ from ui import keys as K
 from ui.data import blocked_help, data_check, data_notice
 from ui.registry import get_store, plain
 from ui.tuning import (draws, get_pace, get_tuner, gvr_results, region_scatter, sample_histogram, status_line,
-                       stop_resume, study_view, trials_scatter)
+                       stop_resume, storage_notice, study_view, trials_scatter)
 
 st.title("Hyperparameter tuning lab")
 st.markdown("Each lesson below is an experiment: press its button and a study starts on "
             "[Optuna](https://optuna.org). Every trial is an ordinary run — it appears on the Runs page — and a "
             "study lives in storage, so it can be stopped and resumed, even after a restart.")
 store, tuner = get_store(), get_tuner()
+if not storage_notice(tuner):
+    st.stop()
 data = data_check("mnist")
 pace = None  # this machine's pace, measured on MNIST: none while it is not on disk (nothing can train then)
 if data_notice(data, K.TUNE):

@@ -12,6 +12,7 @@ import streamlit as st
 from core.lessons.tuning import GvrResult, TrialRow, best_row, draw, gvr_result, trial_rows
 from core.store.pace import PROBE, Pace
 from core.tuning.space import shown_params
+from core.tuning.storage import repairs
 from core.tuning.study import StudySpec, Tuner, budget_used
 from ui import keys as K
 from ui.figures import PALETTE
@@ -21,6 +22,19 @@ from ui.registry import get_store, plain
 @st.cache_resource
 def get_tuner() -> Tuner:
     return Tuner(get_store())  # STUDY_STORAGE from the environment, else studies.journal in the runs folder
+
+
+def storage_notice(tuner: Tuner) -> bool:
+    """Whether the studies' storage can be read; if not, one message naming the file, the line and what to do
+    (a damaged journal, an unusable storage URL). Also says what this process repaired in the journal."""
+    try:
+        tuner.specs()
+    except ValueError as e:
+        st.error(plain(str(e)))
+        return False
+    for note in repairs(tuner.storage_url):
+        st.warning("Repaired: " + plain(note))
+    return True
 
 
 @st.cache_data(show_spinner=False)

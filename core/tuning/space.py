@@ -125,6 +125,8 @@ def make_space(names: tuple[str, ...] | list[str] = DEFAULT_SPACE,
                ranges: dict[str, tuple[float, float]] | None = None) -> tuple[Dimension, ...]:
     """The dimensions called `names`, with optional narrower (lo, hi) ranges; ValueError naming unknown ones."""
     known = tunable_dimensions()
+    if twice := sorted({n for n in names if list(names).count(n) > 1}):
+        raise ValueError(f"search space: {', '.join(twice)} named more than once")
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"search space: unknown parameter(s) {', '.join(unknown)}; choose from {', '.join(known)}")

@@ -5,10 +5,16 @@ server restart, and several processes on one machine can work on one study throu
 serialises their appends). A URL with a scheme (sqlite:///studies.db, postgresql://user@host/db) is an RDB
 storage instead: that is how one study spreads over several machines. Storage objects are kept one per URL
 per process: a journal is replayed once and then read incrementally.
+
+A journal is checked as it is read and written (core/tuning/journal.py): a torn last line is cut off (and kept
+beside it) before anything is appended, a damaged line is named with its file and line number, a journal that
+cannot be written says so (JournalError); one that is a folder, a link, a device or a pipe is refused.
 """
 from __future__ import annotations
 
 import os
+import socket
+import stat
 import threading
 import warnings
 from pathlib import Path
@@ -25,6 +31,10 @@ GRACE_SECONDS = 60
 
 _lock = threading.Lock()
 _storages: dict[str, "optuna.storages.BaseStorage"] = {}
+
+
+class JournalError(ValueError):
+    """A journal file that cannot be read or written; the message names the file and what to do."""
 
 
 def default_storage_url(runs_dir: str | os.PathLike | None = None) -> str:
@@ -44,29 +54,89 @@ def describe(url: str) -> str:
 
 def open_storage(url: str) -> "optuna.storages.BaseStorage":
     """The storage for `url` (a journal file path, or an RDB URL); ValueError with the reason when it cannot
-    be opened."""
+    be opened (JournalError for a damaged journal)."""
     with _lock:
         if url not in _storages:
             _storages[url] = _open(url)
         return _storages[url]
 
 
+def repairs(url: str) -> list[str]:
+    """What this process repaired in the journal at `url` (torn tails cut off, and where their bytes are)."""
+    with _lock:
+        storage = _storages.get(url)
+    return list(getattr(getattr(storage, "_backend", None), "repairs", []))
+
+
+# --- processes: who holds a trial ------------------------------------------------------------------------
+def _start_ticks(pid: int) -> str | None:
+    """When a process started (Linux): with the pid, it tells a live worker from a new process with an old pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def worker_id() -> str:
+    """This process, as a trial records its worker: host:pid:start."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid()) or ''}"
+
+
+def is_dead(worker: str) -> bool:
+    """Whether the process `worker` names (host:pid:start) has ended; False for another machine's, whose
+    liveness only an RDB storage's heartbeat can tell."""
+    host, _, rest = worker.partition(":")
+    pid, _, ticks = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    return bool(ticks) and _start_ticks(int(pid)) not in (None, ticks)
+
+
+# --- the journal file ------------------------------------------------------------------------------------
+def check_journal_path(path: Path) -> None:
+    """A journal is a regular file (or not there yet): never a folder, a link, a device or a pipe."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise JournalError(f"storage: cannot use the journal file {path} ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise JournalError(f"storage: {path} is a folder; give a journal file path such as {path / JOURNAL_NAME}")
+    if stat.S_ISLNK(st.st_mode):
+        raise JournalError(f"storage: {path} is a symbolic link, which is not followed; give the file itself")
+    if not stat.S_ISREG(st.st_mode):
+        raise JournalError(f"storage: {path} is not a regular file (a device or a pipe); give a journal file "
+                           f"path such as {path.parent / JOURNAL_NAME} in a folder you may write to")
+
+
 def _open(url: str) -> "optuna.storages.BaseStorage":
     import optuna
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is the page's and the CLI's job
     if not is_rdb_url(url):
         path = Path(url)
-        if path.is_dir():
-            raise ValueError(f"storage: {url} is a folder; give a journal file path such as {path / JOURNAL_NAME}")
+        check_journal_path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # An open-file lock (not the default symlink) keeps the runs folder free of links.
-            return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
         except OSError as e:
-            raise ValueError(f"storage: cannot use the journal file {url} ({e.strerror or e})") from None
+            raise JournalError(f"storage: cannot use the journal file {url} ({e.strerror or e})") from None
+        # An open-file lock (not the default symlink) keeps the runs folder free of links.
+        from core.tuning.journal import Journal
+
+        return JournalStorage(Journal(str(path)))
+    scheme, _, rest = url.partition("://")
+    if scheme.split("+")[0] == "sqlite" and rest.lstrip("/") in ("", ":memory:"):
+        raise ValueError(f"storage: {url} is a database in memory, which each connection sees empty and which ends "
+                         "with the process; give a file, such as sqlite:///studies.db")
     kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}  # wait for the other writer
     try:
         with warnings.catch_warnings():  # the heartbeat has been "experimental" since Optuna 2.8; it is what RDB has

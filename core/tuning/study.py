@@ -16,18 +16,20 @@ workers never overrun the budget together.
 """
 from __future__ import annotations
 
+import logging
 import os
-import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
+from core import shutdown
 from core.engine.config import TrainConfig, config_from_dict
 from core.store.groups import LabKind
 from core.store.runs import RunStore
 from core.tuning.space import Dimension, apply_params, make_space
-from core.tuning.storage import default_storage_url, open_storage
+from core.tuning.storage import default_storage_url, is_dead, is_rdb_url, open_storage, worker_id  # noqa: F401
 
 if TYPE_CHECKING:
     import optuna
@@ -36,6 +38,10 @@ SPEC_ATTR = "spec"
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "none")
 POLL_SECONDS = 0.05  # how often the objective looks at its run: only when a report is due does it do work
+# A journal trial that has run this long without a worker recorded (the objective records it first thing, a
+# few milliseconds after the trial is made) was made by a process that died before (or by a version of this
+# module that recorded the worker only once the run started).
+ORPHAN_SECONDS = 60.0
 
 # One trial trains at a time in a process, whichever study it belongs to: two runs side by side on the
 # CPU each take about twice as long, and a study's samplers learn from finished trials sooner this way.
@@ -133,6 +139,7 @@ def list_specs(storage_url: str) -> list[tuple[str, StudySpec]]:
     found = []
     for s in open_storage(storage_url).get_all_studies():
         try:
+            check_name(s.study_name)  # a name this dashboard would not give is not one of its studies
             found.append((s.user_attrs.get("created", 0.0), s.study_name, StudySpec.from_dict(s.user_attrs[SPEC_ATTR])))
         except (KeyError, TypeError, ValueError):
             continue
@@ -197,16 +204,7 @@ def budget_used(study: "optuna.Study") -> int:
 
 
 # --- processes that died with a trial in hand --------------------------------------------------------------
-def _start_ticks(pid: int) -> str | None:
-    """When a process started (Linux): with the pid, it tells a live worker from a new process with an old pid."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-RUN_ATTR = "run"  # a trial's run and the process that trains it: {"id": run id, "worker": host:pid:start}
+RUN_ATTR = "run"  # a trial's run and the process that trains it: {"id": run id or None, "worker": host:pid:start}
 
 
 def run_of(t: "optuna.trial.FrozenTrial") -> str | None:
@@ -217,39 +215,35 @@ def worker_of(t: "optuna.trial.FrozenTrial") -> str:
     return (t.user_attrs.get(RUN_ATTR) or {}).get("worker", "")
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid()) or ''}"
+def _is_orphan(t: "optuna.trial.FrozenTrial", journal: bool, now: datetime) -> bool:
+    """A running trial whose process has died: its worker is a dead process of this machine, or (a journal:
+    one machine) it has had no worker for longer than any live process takes to record one."""
+    if worker := worker_of(t):
+        return is_dead(worker)
+    start = t.datetime_start
+    if not journal or start is None:
+        return False  # an RDB storage's heartbeat decides about another machine's trials
+    if start.tzinfo is None:
+        start = start.astimezone()  # Optuna's journal records UTC; naive times are local
+    return (now - start).total_seconds() > ORPHAN_SECONDS
 
 
-def _is_dead(worker: str) -> bool:
-    host, _, rest = worker.partition(":")
-    pid, _, ticks = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine's worker: an RDB storage's heartbeat decides there
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass  # alive, another user's
-    return bool(ticks) and _start_ticks(int(pid)) not in (None, ticks)
-
-
-def requeue_dead_trials(study: "optuna.Study") -> list[int]:
+def requeue_dead_trials(study: "optuna.Study", journal: bool = True) -> list[int]:
     """Fail the running trials of processes on this machine that have died (a server restart, a killed
-    worker) and queue their parameters again. Returns their numbers."""
+    worker) and queue them again (with their parameters, as far as they were drawn: the retry takes the dead
+    trial's place in the budget). `journal`: the storage is a journal file, which only this machine uses.
+    Returns their numbers."""
     from optuna.trial import TrialState
 
-    done = []
+    done, now = [], datetime.now(timezone.utc)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _is_dead(worker_of(t)):
+        if not _is_orphan(t, journal, now):
             continue
         try:
             study.tell(t.number, state=TrialState.FAIL)
         except (RuntimeError, ValueError):
             continue  # another worker got there first
-        if t.params:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
         done.append(t.number)
     return done
 
@@ -325,6 +319,9 @@ class _Objective:
             timing.objective_end = time.perf_counter()
 
     def _trial(self, trial: "optuna.Trial", timing: TrialTiming) -> float:
+        # First of all, the worker: a trial whose process dies from here on (waiting for the slot, say) is then
+        # known to be dead after a restart, and queued again.
+        self._optuna(trial.set_user_attr, RUN_ATTR, {"id": None, "worker": worker_id()})
         if trial.number >= self.spec.n_trials and self._surplus(trial):  # fewer trials before it: it counts
             self._optuna(trial.set_user_attr, "uncounted", "surplus: other workers had spent the budget")
             self.study.stop()
@@ -353,14 +350,14 @@ class _Objective:
     def _train(self, trial: "optuna.Trial", timing: TrialTiming, config: TrainConfig) -> float:
         import optuna
 
-        if self.state.stop.is_set():
+        if self.state.stop.is_set() or shutdown.closing():
             self._interrupted(trial, None)
         r0 = time.perf_counter()
         name = self.study.study_name
         run = self.store.start(config, name=f"{name} · trial {trial.number}", allow_duplicate=True,
                                group=LabKind.STUDY.new_id(name), tags={"study": name, "trial": trial.number})
         self.state.run_id = run.id
-        # One attribute, one storage write: each costs a locked, fsynced append to a journal.
+        # Each attribute write costs a locked, fsynced append to a journal: two per trial (the worker, then this).
         self._optuna(trial.set_user_attr, RUN_ATTR, {"id": run.id, "worker": worker_id()})
         trainer = self.store.trainer(run.id)
         reported, pruned = 0, False
@@ -406,21 +403,42 @@ class _Objective:
 STOPPED = "the study was stopped; resuming it runs this trial again"
 
 
+class _TrialEndings(logging.Filter):
+    """Optuna logs every failed trial with its traceback: a trial that ended without a result (TrialEnded: stopped,
+    surplus) is no failure to report, and a run that failed (TrialError) says why in one line, without a
+    traceback; the trial's row on the page and the command line's summary show both."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, TrialEnded) or record.getMessage().endswith("failed with value None."):
+            return False
+        if isinstance(error, TrialError):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _quiet_trial_endings() -> None:
+    log = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _TrialEndings) for f in log.filters):
+        log.addFilter(_TrialEndings())
+
+
 def run_study(store: RunStore, storage_url: str, name: str, state: RunnerState | None = None,
               seed: int | None = None,
               on_trial: Callable[["optuna.Study", "optuna.trial.FrozenTrial"], None] | None = None) -> RunnerState:
     """Run trials of study `name` in this thread until its budget is spent or `state.stop` is set. `seed`: the
     sampler's seed in this process (None: fresh randomness, which parallel workers need)."""
     state = state or RunnerState()
+    _quiet_trial_endings()
     study, spec = open_study(storage_url, name, seed)
-    requeue_dead_trials(study)
+    requeue_dead_trials(study, journal=not is_rdb_url(storage_url))
     if budget_used(study) >= spec.n_trials or state.stop.is_set():
         return state
     state.timings.append(TrialTiming(time.perf_counter()))
 
     def after_trial(study_: "optuna.Study", trial: "optuna.trial.FrozenTrial") -> None:
         state.trials_done += 1
-        if budget_used(study_) >= spec.n_trials:
+        if budget_used(study_) >= spec.n_trials or state.stop.is_set() or shutdown.closing():
             study_.stop()
         timing = state.timings[-1]
         if on_trial is not None:
@@ -456,6 +474,7 @@ class StudyRunner:
         self._thread = threading.Thread(target=self._run, name=f"study-{name}", daemon=True)
 
     def start(self) -> "StudyRunner":
+        shutdown.register(self, shutdown.STUDIES)  # at exit: stopped, its trial recorded, before the runs stop
         self._thread.start()
         return self
 
@@ -472,6 +491,10 @@ class StudyRunner:
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
+
+    def shutdown(self, wait: float) -> None:
+        self.stop()
+        self.join(wait)
 
     @property
     def alive(self) -> bool:
@@ -525,5 +548,5 @@ class Tuner:
         """The study, with any trial left running by a process of this machine that has died (a server restart)
         failed and queued again: the page then shows it as stopped, with its budget left to resume."""
         study, spec = open_study(self.storage_url, name)
-        requeue_dead_trials(study)
+        requeue_dead_trials(study, journal=not is_rdb_url(self.storage_url))
         return study, spec
