@@ -2,15 +2,16 @@
 import streamlit as st
 
 from core import WeightsError
-from core.drawing.collection import DrawingStore
+from core.drawing.collection import DrawingsError, DrawingStore
 from core.drawing.drawing_set import QUICK_MODEL
 from core.drawing.predict import classify_non_digits, confident_shapes, predict_digit, saliency_map
-from core.drawing.preprocess import preprocess, to_model_input
+from core.drawing.preprocess import preprocess
 from ui import keys as K
 from ui.data import blocked_help, data_check, data_notice
 from ui.drawings import cell, drawing_accuracies, drawings_count, waiting, waiting_notice
 from ui.estimate import duration_caption, progress_words
 from ui.figures import bar_figure
+from ui.my_drawings import my_drawings
 from ui.registry import BROKEN, get_store, ordered_runs
 from ui.tiles import GAP, TILE, preprocessing_strip, saliency_figure
 
@@ -173,8 +174,11 @@ def canvas_and_prediction() -> None:
     with st.expander("Save this drawing to my collection"):
         label = st.number_input("Which digit did you draw?", 0, 9, key=K.DRAW_LABEL)
         if st.button("Save", key=K.DRAW_SAVE):
-            DrawingStore().save(image, pre.naive if naive else pre.centered, int(label))
-            st.success(f"Saved as a {int(label)}.")
+            try:
+                DrawingStore().save(image, pre.naive if naive else pre.centered, int(label))
+                st.success(f"Saved as a {int(label)}.")
+            except DrawingsError as e:
+                st.error(str(e))
 
 
 canvas_and_prediction()
@@ -193,26 +197,4 @@ if st.button("Classify shapes that are no digit at all", key=K.DRAW_NON_DIGITS):
     st.markdown(confident_shapes(readings))
 
 st.subheader("My drawings")
-drawings = DrawingStore().list()
-if not drawings:
-    st.caption("Nothing saved yet. Label a drawing and save it to measure the model on your own handwriting.")
-else:
-    model = models[model_id]
-    rows, correct = [], 0
-    for d in drawings:
-        p = predict_digit(model, to_model_input(d.input28()))
-        correct += p.top == d.label
-        rows.append({"drawing": d.id, "label": d.label, "predicted": p.top, "confidence": f"{p.confidence:.1%}",
-                     "correct": p.top == d.label})
-    st.metric("Accuracy of the selected model on my drawings", f"{correct / len(drawings):.1%}",
-              help=f"{correct} of {len(drawings)}")
-    confusions = {}
-    for r in rows:
-        if not r["correct"]:
-            confusions[(r["label"], r["predicted"])] = confusions.get((r["label"], r["predicted"]), 0) + 1
-    if confusions:
-        st.caption("Confused: " + ", ".join(f"{t} read as {p} ({c}x)" for (t, p), c in sorted(confusions.items(), key=lambda kv: -kv[1])))
-    st.dataframe(rows, hide_index=True)
-    st.download_button("Export my drawings (zip)", DrawingStore().export_zip,  # zipped only when clicked
-                       file_name="my-drawings.zip",
-                       mime="application/zip", key="draw_export")
+my_drawings(models[model_id])

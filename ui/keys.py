@@ -70,6 +70,10 @@ DRAW_QUICK_TRAIN = "draw_quick_train"
 DRAW_LABEL = "draw_label"
 DRAW_SAVE = "draw_save"
 DRAW_NON_DIGITS = "draw_non_digits"
+DRAW_MINE_DELETE_PICK = "draw_mine_delete_pick"  # saved drawings chosen for deletion
+DRAW_MINE_DELETE = "draw_mine_delete"
+DRAW_MINE_EXPORT = "draw_export"
+DRAW_ODD_DELETE = "draw_odd_delete_"  # + the entry's position in the list of odd entries
 
 # BatchNorm lab
 BN_EPOCHS = "bn_epochs"
