@@ -8,18 +8,14 @@ the issue's 1 abort in 7 SIGTERMs was the same race met by chance. The cases her
 of waiting for it: the thread is inside torch when the main thread ends, every round."""
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from core.tuning import storage as S
 from core.tuning.study import open_study
-from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 3  # each aborted on the code before the fix (3 of 3 here, and 6 of 6 in the probes)

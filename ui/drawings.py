@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import shutdown
+import core.shutdown as shutdown
 from core.drawing import drawing_set as D
 from core.engine.data import check_dataset, dataset_spec
 from core.store.runs import RunInfo, RunStore

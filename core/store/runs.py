@@ -33,7 +33,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors, save as save_safetensors
 
-from core import shutdown as _shutdown
+import core.shutdown as _shutdown
 from core.engine.backends import model_for
 from core.engine.config import TrainConfig, memory_estimate
 from core.engine.control import StepProbe
@@ -46,7 +46,7 @@ from core.store.scheduler import EVERYONE, AdmissionError, Job, Limits  # noqa: 
 from core.store.files import (RunsFolderError, StoreFileError, StoreFileMissing, UnknownRunError,  # noqa: F401
                               append_lines, atomic_write_bytes, atomic_write_json, check_run_id, check_runs_folder,
                               created_from_id, is_run_id, new_run_id, open_regular, read_file, remove_run_dir, run_dir)
-from core.store.records import (MAX_NAME, DamagedRunError, check_name, parse_meta, parse_metrics,  # noqa: F401
+from core.store.records import (DamagedRunError, check_name, parse_meta, parse_metrics,  # noqa: F401
                                 parse_status, weights_header, weights_header_size)
 
 MAX_METRICS = 512 << 20  # bytes of metrics.jsonl: 200 epochs at batch size 1 write about 60 MB

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.storages.journal._file import get_lock_file
 
-from core.tuning.storage import JournalError, check_journal_path
+from core.tuning.journal_file import JournalError, check_journal_path
 
 TAIL_CHUNK = 1 << 16  # bytes read at a time, backwards from the end, to find a torn tail's last newline
 N_OPERATIONS = 11  # Optuna's journal operations are numbered 0-10 (JournalOperation)

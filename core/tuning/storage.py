@@ -14,27 +14,22 @@ from __future__ import annotations
 
 import os
 import socket
-import stat
 import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.store.runs import resolve_runs_dir
+from core.tuning.journal_file import JOURNAL_NAME, JournalError, check_journal_path  # noqa: F401
 
 if TYPE_CHECKING:
     import optuna
 
-JOURNAL_NAME = "studies.journal"  # a file, not a folder: the run store lists folders only
 HEARTBEAT_SECONDS = 10  # RDB storages: a worker's liveness signal, and how long silence means it died
 GRACE_SECONDS = 60
 
 _lock = threading.Lock()
 _storages: dict[str, "optuna.storages.BaseStorage"] = {}
-
-
-class JournalError(ValueError):
-    """A journal file that cannot be read or written; the message names the file and what to do."""
 
 
 def default_storage_url(runs_dir: str | os.PathLike | None = None) -> str:
@@ -97,24 +92,6 @@ def is_dead(worker: str) -> bool:
     except PermissionError:
         pass  # alive, another user's
     return bool(ticks) and _start_ticks(int(pid)) not in (None, ticks)
-
-
-# --- the journal file ------------------------------------------------------------------------------------
-def check_journal_path(path: Path) -> None:
-    """A journal is a regular file (or not there yet): never a folder, a link, a device or a pipe."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        raise JournalError(f"storage: cannot use the journal file {path} ({e.strerror or e})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise JournalError(f"storage: {path} is a folder; give a journal file path such as {path / JOURNAL_NAME}")
-    if stat.S_ISLNK(st.st_mode):
-        raise JournalError(f"storage: {path} is a symbolic link, which is not followed; give the file itself")
-    if not stat.S_ISREG(st.st_mode):
-        raise JournalError(f"storage: {path} is not a regular file (a device or a pipe); give a journal file "
-                           f"path such as {path.parent / JOURNAL_NAME} in a folder you may write to")
 
 
 def _open(url: str) -> "optuna.storages.BaseStorage":

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from core import shutdown
+import core.shutdown as shutdown
 from core.engine.config import TrainConfig, config_from_dict
 from core.store.groups import LabKind
 from core.store.runs import RunStore
