@@ -3,9 +3,9 @@ when Python finalizes dies with "terminate called without an active exception" (
 
 Found with benchmarks/probe_shutdown.py: a server that gets SIGTERM while the Runs page, in Streamlit's script
 thread (a daemon), measures models on the drawing-like set. Before core/shutdown.py that aborted in every round
-the probe tried (3 of 3, the busy thread named at exit: ScriptRunner.scriptThread in engine/models.py forward);
-the issue's 1 abort in 7 SIGTERMs was the same race met by chance. The cases here make the race certain instead
-of waiting for it: the thread is inside torch when the main thread ends, every round."""
+tried (6 of 6; the busy thread named at exit: ScriptRunner.scriptThread in the model's forward); the issue's 1 abort
+in 7 SIGTERMs was the same race met by chance. The cases here make the race certain instead of waiting for it: the
+thread is inside torch when the main thread ends, every round (the thread case aborted 6 of 6 rounds before)."""
 import json
 import os
 import subprocess
@@ -18,7 +18,7 @@ from core.tuning import storage as S
 from core.tuning.study import open_study
 
 ROOT = Path(__file__).resolve().parent.parent
-ROUNDS = 3  # each aborted on the code before the fix (3 of 3 here, and 6 of 6 in the probes)
+ROUNDS = 3  # each round aborted on the code before the fix
 
 EVALUATING = """
 import sys, threading, time
