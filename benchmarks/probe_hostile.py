@@ -11,7 +11,7 @@ counted as one of
     hole       a byte from outside the app's folders read, written or exported, or a file there deleted
 
     .venv/bin/python benchmarks/probe_hostile.py               # this checkout
-    .venv/bin/python benchmarks/probe_hostile.py --tree DIR    # another checkout (e.g. `git archive` of an older commit)
+    .venv/bin/python benchmarks/probe_hostile.py --tree DIR    # another checkout (`git archive` of an older commit)
     .venv/bin/python benchmarks/probe_hostile.py --only drawings --skip-server
 
 Every probe runs on files under a fresh temporary folder; nothing outside it is touched (links point to files
@@ -298,8 +298,8 @@ def trial_killed_while_waiting_for_the_slot(c: Ctx) -> None:
 @probe("tuning", limit=300)
 def sigterm_to_the_search_command(c: Ctx) -> None:
     runs = c.work / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "core.search", "--study", "long", "--n-trials", "2", "--epochs", "50",
-                             "--max-batches", "50", "--pruner", "none", "--runs-dir", str(runs), "--data-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "core.search", "--study", "long", "--n-trials", "2", "--epochs",
+                             "50", "--max-batches", "50", "--pruner", "none", "--runs-dir", str(runs), "--data-dir",
                              c.data_dir], cwd=c.tree, stderr=subprocess.PIPE, text=True)
 
     def training() -> bool:

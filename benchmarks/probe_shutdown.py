@@ -113,7 +113,8 @@ def one_round(tree: Path, runs: Path, data_dir: str, work: Path, k: int) -> dict
         if proc.poll() is None:
             proc.kill()
     text = log.read_text()
-    return {"rc": rc, "exit_s": exit_s, "terminate": "terminate called" in text, "busy": re.findall(r"at exit, busy: (.*)", text)}
+    return {"rc": rc, "exit_s": exit_s, "terminate": "terminate called" in text,
+            "busy": re.findall(r"at exit, busy: (.*)", text)}
 
 
 def main() -> None:

@@ -107,9 +107,9 @@ def _open(url: str) -> "optuna.storages.BaseStorage":
         except OSError as e:
             raise JournalError(f"storage: cannot use the journal file {url} ({e.strerror or e})") from None
         # An open-file lock (not the default symlink) keeps the runs folder free of links.
-        from core.tuning.journal import Journal
+        from core.tuning.journal import journal_backend
 
-        return JournalStorage(Journal(str(path)))
+        return JournalStorage(journal_backend(str(path)))
     scheme, _, rest = url.partition("://")
     if scheme.split("+")[0] == "sqlite" and rest.lstrip("/") in ("", ":memory:"):
         raise ValueError(f"storage: {url} is a database in memory, which each connection sees empty and which ends "
