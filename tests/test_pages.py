@@ -159,12 +159,14 @@ def test_evaluation_report_is_consistent(data_dir, tmp_path):
 
 
 def test_every_download_button_names_its_file():
-    """A download without file_name reaches the browser under a generic name; check every call in pages/."""
+    """A download without file_name reaches the browser under a generic name; check every call in pages/ and ui/
+    (the Draw page's drawings section lives in ui/my_drawings.py)."""
     import ast
     from pathlib import Path
 
     calls = []
-    for page in sorted(Path(__file__).resolve().parent.parent.glob("pages/*.py")):
+    root = Path(__file__).resolve().parent.parent
+    for page in sorted([*root.glob("pages/*.py"), *root.glob("ui/*.py")]):
         for node in ast.walk(ast.parse(page.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "download_button":
                 calls.append((page.name, node.lineno, {k.arg for k in node.keywords}))
