@@ -40,7 +40,7 @@ def duration_caption(configs: Sequence[TrainConfig], data: DataCheck, before: st
     @st.fragment(run_every=POLL if measuring else None)
     def caption() -> None:
         guess = page_estimate(configs, prefer)
-        basis = guess.basis + ("; timing a few training steps on this machine now" if PROBE.measuring else "")
+        basis = guess.basis + ("; timing steps here now" if PROBE.measuring else "")
         st.caption(f"{before}{guess.describe()} on this machine ({basis}).")
         if measuring and not PROBE.measuring:
             st.rerun(scope="app")  # measured: redraw once, and stop polling

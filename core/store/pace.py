@@ -229,16 +229,15 @@ def _per_epoch(points: Sequence[tuple[int, float]], n: int) -> tuple[float, str]
 
 def _untimed(cfg: TrainConfig, pace: Pace | None) -> tuple[float, str, bool]:
     """Seconds of one epoch of a config no run here has timed: from the measured pace, else a first guess."""
-    note = " (a Keras run counted at PyTorch's pace, without compiling its step)" if cfg.framework == "keras" else ""
+    note = " (a Keras run at PyTorch's pace, without compiling its step)" if cfg.framework == "keras" else ""
     if cfg.robust:  # its augmentation is not in the timed steps: what is said is a lower bound
-        note += " (at least: without the robust preset's augmentation, which no run here has timed yet)"
+        note += " (at least: the robust preset's augmentation is not timed yet)"
     if pace is not None:
-        return (pace.epoch_seconds(cfg), f"no run like these timed here yet: from {pace.steps} training steps this "
-                                         f"machine timed{note}", False)
+        return pace.epoch_seconds(cfg), f"{pace.steps} training steps timed here, no run like these yet{note}", False
     n = steps_per_epoch(cfg)
     w = weights(cfg) / weights(TrainConfig())
     return ((DEFAULT_EVAL + DEFAULT_STEP * cfg.batch_size / 64 * n) * w,
-            "a first guess from another machine's pace: this one has timed no training step yet" + note, True)
+            "a first guess from another machine's pace: none timed here yet" + note, True)
 
 
 def estimate(runs: Sequence[RunInfo], configs: Sequence[TrainConfig], data_dir=None,
