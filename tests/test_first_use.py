@@ -4,6 +4,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -295,7 +296,7 @@ def test_estimate_rests_on_this_machines_timed_epochs(monkeypatch):
     fit = pace.estimate([timed(100, 0.9), timed(300, 1.7)], sweep)
     assert fit.seconds == pytest.approx(6 * (1.1 + pace.RUN_OVERHEAD)) and "like these" in fit.basis
     guess = pace.estimate([], sweep, probe=None)  # nothing timed here, and the machine's pace not measured yet
-    assert guess.first_guess and "a first guess from another machine's pace" in guess.basis
+    assert guess.first_guess and "a first guess: nothing timed here yet" in guess.basis
     other = replace(sweep[0], hidden=(64,))
     assert pace.estimate([timed(150, 0.9)] * 2, [other], probe=None).first_guess  # another network is not "like"
     keras = replace(sweep[0], framework="keras")  # nor another framework
@@ -304,7 +305,8 @@ def test_estimate_rests_on_this_machines_timed_epochs(monkeypatch):
     mixed = pace.estimate(probed + [timed(150, 0.9)] * 2, sweep, prefer=lambda r: r.group is None)
     assert mixed.seconds == pytest.approx(same.seconds)
     monkeypatch.setattr(pace, "is_loaded", lambda name, data_dir=None: False)
-    assert pace.estimate([timed(150, 0.9)] * 2, sweep).seconds == pytest.approx(same.seconds + pace.LOAD_SECONDS)
+    loading = pace.estimate([timed(150, 0.9)] * 2, sweep, probe=None)
+    assert loading.seconds == pytest.approx(same.seconds + pace.LOAD_SECONDS)
 
 
 def test_estimate_before_any_run_rests_on_steps_timed_here(monkeypatch):
@@ -319,7 +321,7 @@ def test_estimate_before_any_run_rests_on_steps_timed_here(monkeypatch):
     e = pace.estimate([], [cfg], pace=slow)
     step = 0.004 + 2e-5 * 64
     assert e.seconds == pytest.approx(2 * (200 * step + 0.8) + pace.RUN_OVERHEAD)
-    assert not e.first_guess and "24 training steps timed here, no run like these yet" in e.basis
+    assert not e.first_guess and "24 steps timed here, no run like these yet" in e.basis
     assert e.seconds > 2 * pace.estimate([], [cfg], probe=None).seconds  # the constants were far too fast here
     snap = RunSnapshot(status="finished", epochs=2, steps_per_epoch=200, step=400,
                        history=tuple(EpochMetrics(k, 1, .5, 1, .5, 1.5) for k in (1, 2)))
@@ -331,6 +333,11 @@ def test_estimate_before_any_run_rests_on_steps_timed_here(monkeypatch):
         2 * (200 * step * 1.5 + 0.8) + pace.RUN_OVERHEAD)
     robust = pace.estimate([timed], [replace(cfg, robust=True)], pace=slow)  # a plain run's epochs are not "like"
     assert "at least: the robust preset's augmentation is not timed yet" in robust.basis
+    # while the probe measures, it is the one loading the data: the run will not (no load time added)
+    monkeypatch.setattr(pace, "is_loaded", lambda name, data_dir=None: False)
+    busy = SimpleNamespace(pace=None, measuring=True)
+    assert pace.estimate([], [cfg], probe=busy).seconds == pytest.approx(pace.estimate([], [cfg], probe=None).seconds
+                                                                          - pace.LOAD_SECONDS)
 
 
 def test_pace_probe_measures_once_in_the_background(data_dir, monkeypatch):

@@ -344,7 +344,8 @@ def test_pytorch_course_listing_computes_what_the_module_does():
     from core.lessons.frameworks import COURSE_STYLE, pytorch_course_listing
     code = pytorch_course_listing()
     g = torch.Generator().manual_seed(0)
-    ns = {"nn": nn, "torch": torch, "F": F, "x": torch.randn(16, 784, generator=g), "y": torch.randint(0, 10, (16,), generator=g)}
+    ns = {"nn": nn, "torch": torch, "F": F, "x": torch.randn(16, 784, generator=g),
+          "y": torch.randint(0, 10, (16,), generator=g)}
     exec(code, ns)
     listed, real = ns["model"], build_model(COURSE_STYLE)
     assert isinstance(ns["optimizer"], torch.optim.Adam) and ns["optimizer"].defaults["lr"] == COURSE_STYLE.lr
@@ -374,8 +375,8 @@ def test_keras_course_listing_computes_what_the_module_does(keras):
     exec(code, ns)
     listed, real = ns["model"], build_keras_model(replace(COURSE_STYLE, framework="keras"))
     assert type(listed.optimizer).__name__ == "Adam" and type(listed.loss).__name__ == "SparseCategoricalCrossentropy"
-    real_weights = [w for layer in [real.dense[i // 2] if i % 2 == 0 else real.norm[i // 2] for i in range(8)] + [real.out]
-                    for w in layer.get_weights()]
+    in_order = [real.dense[i // 2] if i % 2 == 0 else real.norm[i // 2] for i in range(8)] + [real.out]
+    real_weights = [w for layer in in_order for w in layer.get_weights()]
     listed.set_weights(real_weights)
     np.testing.assert_allclose(np.asarray(listed(x[:8], training=False)), np.asarray(real(x[:8], training=False)),
                                rtol=1e-5, atol=1e-6)

@@ -65,8 +65,8 @@ def test_draw_page_states_the_limit_and_classifies_shapes(draw):
         assert f"Model: **{p.top}** with {p.confidence:.1%} confidence" in shown, name  # computed live
     captions = " ".join(c.value for c in at.caption)
     assert "lets it through" in captions and "solid block" in captions
-    sure = sum(not predict_digit(model, preprocess(rgba).model_input()).low_confidence and not preprocess(rgba).not_a_digit
-               for rgba in non_digit_canvases().values())
+    sure = sum(not predict_digit(model, preprocess(rgba).model_input()).low_confidence
+               and not preprocess(rgba).not_a_digit for rgba in non_digit_canvases().values())
     assert f"**{sure} of these {len(non_digit_canvases())} shapes would be shown as a confident answer**" in shown
 
 

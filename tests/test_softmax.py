@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.lessons.softmax import (COMPARED_CONFIDENCES, COMPARED_WRONG, adam_step_scale, autograd_bce, autograd_softmax_ce,
-                                  binary_comparison, compared_forms, confidence_sweep, double_softmax_ceiling,
+from core.lessons.softmax import (COMPARED_CONFIDENCES, COMPARED_WRONG, adam_step_scale, autograd_bce,
+                                  autograd_softmax_ce, binary_comparison, compared_forms, confidence_sweep, double_softmax_ceiling,
                                   double_softmax_floor, double_softmax_harm, double_softmax_warning, forms_at,
                                   logits_for_probs, margin_for_confidence, ordinal_vs_onehot_losses, sigmoid, softmax,
                                   softmax_cross_entropy)

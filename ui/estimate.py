@@ -40,7 +40,7 @@ def duration_caption(configs: Sequence[TrainConfig], data: DataCheck, before: st
     @st.fragment(run_every=POLL if measuring else None)
     def caption() -> None:
         guess = page_estimate(configs, prefer)
-        basis = guess.basis + ("; timing steps here now" if PROBE.measuring else "")
+        basis = guess.basis + ("; timing a few steps now" if PROBE.measuring else "")
         st.caption(f"{before}{guess.describe()} on this machine ({basis}).")
         if measuring and not PROBE.measuring:
             st.rerun(scope="app")  # measured: redraw once, and stop polling
@@ -57,8 +57,8 @@ def progress_words(snap: RunSnapshot, config: TrainConfig) -> str:
     if snap.live and snap.step == 0:
         return f"Epoch 1/{snap.epochs}: starting (loading the data, building the network)"
     if snap.live:
-        left = snap.seconds_left
-        left = "" if left is None else (f" · about {left:.0f} s left" if left < 120 else f" · about {left / 60:.1f} min left")
+        s = snap.seconds_left
+        left = "" if s is None else f" · about {s:.0f} s left" if s < 120 else f" · about {s / 60:.1f} min left"
         return (f"Epoch {min(snap.epoch + 1, snap.epochs)}/{snap.epochs} · step {snap.epoch_step}/{planned} · "
                 f"whole run {snap.run_progress:.0%}{left}")
     return f"{snap.status}: {snap.epoch} of {snap.epochs} epochs completed"

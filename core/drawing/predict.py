@@ -85,7 +85,8 @@ def non_digit_canvases(size: int = 280) -> dict[str, np.ndarray]:
         "an asterisk": lambda d: [d.line([(140 + 80 * math.cos(a), 140 + 80 * math.sin(a)),
                                           (140 - 80 * math.cos(a), 140 - 80 * math.sin(a))], fill=INK, width=18)
                                   for a in (math.pi / 2, math.pi / 6, -math.pi / 6)],
-        "a triangle": lambda d: d.line([(140, 60), (220, 210), (60, 210), (140, 60)], fill=INK, width=18, joint="curve"),
+        "a triangle": lambda d: d.line([(140, 60), (220, 210), (60, 210), (140, 60)], fill=INK, width=18,
+                                       joint="curve"),
         "a filled square": lambda d: d.rectangle([80, 80, 200, 200], fill=(0, 0, 0, 255)),
     }
     out = {}
@@ -110,7 +111,8 @@ def confident_shapes(readings: list[ShapeReading]) -> str:
     sure = [r.name for r in readings if not r.pre.not_a_digit and not r.prediction.low_confidence]
     unsure = [r.name for r in readings if not r.pre.not_a_digit and r.prediction.low_confidence]
     parts = [f"**{len(sure)} of these {len(readings)} shapes would be shown as a confident answer** (at least "
-             f"{UNSURE:.0%} on one digit, where the page stops saying it is unsure)" + (f": {', '.join(sure)}" if sure else "")]
+             f"{UNSURE:.0%} on one digit, where the page stops saying it is unsure)"
+             + (f": {', '.join(sure)}" if sure else "")]
     if unsure:
         parts.append(f"{len(unsure)} would be shown with the page's 'unsure' warning: {', '.join(unsure)}")
     if stopped:

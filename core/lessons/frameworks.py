@@ -76,7 +76,8 @@ def _torch_layer(layer: nn.Module) -> str:
         return f"nn.Linear({layer.in_features}, {layer.out_features})"
     if isinstance(layer, nn.BatchNorm1d):
         fresh = nn.BatchNorm1d(layer.num_features)
-        extra = "".join(f", {k}={getattr(layer, k):g}" for k in ("eps", "momentum") if getattr(layer, k) != getattr(fresh, k))
+        extra = "".join(f", {k}={getattr(layer, k):g}" for k in ("eps", "momentum")
+                        if getattr(layer, k) != getattr(fresh, k))
         return f"nn.BatchNorm1d({layer.num_features}{extra})"
     return f"nn.{type(layer).__name__}()"
 
@@ -103,7 +104,7 @@ def pytorch_course_listing(config: TrainConfig = COURSE_STYLE) -> str:
         "model = nn.Sequential(",
         "    nn.Flatten(),",
         *(f"    {r}" for r in rows),
-        f"    {_torch_layer(out)},  # logits" + ("" if not model.double_softmax else " (then softmax: the course's bug)"),
+        f"    {_torch_layer(out)},  # logits" + (" (then softmax: the course's bug)" if model.double_softmax else ""),
         ")",
         *([f"nn.init.{init}(model[-1].weight)  # the course's output init; nn.Linear's own elsewhere"] if init else []),
         f"optimizer = torch.optim.{name}(model.parameters(), lr={lr:g})",
@@ -124,7 +125,8 @@ def keras_course_listing(config: TrainConfig = COURSE_STYLE) -> str:
         row = f"layers.Dense({dense.units})"
         if model.norm:
             bn = model.norm[i]
-            extra = ", ".join(f"{k}={getattr(bn, k):g}" for k in ("momentum", "epsilon") if getattr(bn, k) != getattr(fresh, k))
+            extra = ", ".join(f"{k}={getattr(bn, k):g}" for k in ("momentum", "epsilon")
+                              if getattr(bn, k) != getattr(fresh, k))
             row += f", layers.BatchNormalization({extra})"
         rows.append(row + ", layers.ReLU(),")
     act = model.out.activation.__name__

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from core.engine.config import TrainConfig
-from core.store.pace import Pace, measure_pace, weights  # noqa: F401 - the Tuning page's pace lives with the others
+from core.store.pace import Pace
 from core.store.runs import RunStore
 from core.tuning.space import Dimension, make_space
 from core.tuning.study import StudySpec, retried_numbers, run_of

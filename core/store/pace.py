@@ -10,7 +10,8 @@ Before this machine has timed a run like the one asked about, the estimate rests
 a few training steps of the course network at two batch sizes and one evaluation, timed once per process in a
 thread of its own, about half a second once the data is loaded; every page with the data starts it). Only
 until that measurement is there does it fall back on constants measured on the development machine, and it says
-that this is a first guess from another machine: on a loaded machine a step took 3.7x as long."""
+that this is a first guess (the constants are the idle development machine's: on a loaded machine a step took
+3.7x as long)."""
 from __future__ import annotations
 
 import statistics
@@ -65,7 +66,8 @@ class Pace:
     def epoch_seconds(self, config: TrainConfig) -> float:
         """Training steps and one evaluation; without the robust preset's augmentation, which is not timed."""
         w = weights(config) / weights(TrainConfig())
-        step = (self.step_fixed + self.per_sample * config.batch_size * w) * (self.bn_factor if config.batch_norm else 1)
+        step = self.step_fixed + self.per_sample * config.batch_size * w
+        step *= self.bn_factor if config.batch_norm else 1
         return steps_per_epoch(config) * step + self.eval_seconds * w
 
     def trial_seconds(self, config: TrainConfig) -> float:
@@ -233,11 +235,11 @@ def _untimed(cfg: TrainConfig, pace: Pace | None) -> tuple[float, str, bool]:
     if cfg.robust:  # its augmentation is not in the timed steps: what is said is a lower bound
         note += " (at least: the robust preset's augmentation is not timed yet)"
     if pace is not None:
-        return pace.epoch_seconds(cfg), f"{pace.steps} training steps timed here, no run like these yet{note}", False
+        return pace.epoch_seconds(cfg), f"{pace.steps} steps timed here, no run like these yet{note}", False
     n = steps_per_epoch(cfg)
     w = weights(cfg) / weights(TrainConfig())
     return ((DEFAULT_EVAL + DEFAULT_STEP * cfg.batch_size / 64 * n) * w,
-            "a first guess from another machine's pace: none timed here yet" + note, True)
+            "a first guess: nothing timed here yet" + note, True)
 
 
 def estimate(runs: Sequence[RunInfo], configs: Sequence[TrainConfig], data_dir=None,
@@ -248,9 +250,10 @@ def estimate(runs: Sequence[RunInfo], configs: Sequence[TrainConfig], data_dir=N
     loaded it yet. `prefer`: the runs to measure from first, when they are enough (the BatchNorm lab's twins
     carry a probe that costs them time other runs do not spend)."""
     pace = pace or (probe.pace if probe is not None else None)
+    measuring = probe is not None and probe.measuring  # the probe is loading the data now, not the run
     total, bases, notes, guess = 0.0, set(), [], False
     for name in sorted({c.dataset for c in configs}):
-        if not is_loaded(name, data_dir):
+        if not is_loaded(name, data_dir) and not measuring:
             total += LOAD_SECONDS
             notes.append(f"with about {LOAD_SECONDS:.0f} s to load {name} first")
     preferred = [r for r in runs if prefer(r)] if prefer else []
