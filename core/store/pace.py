@@ -236,10 +236,7 @@ def _untimed(cfg: TrainConfig, pace: Pace | None) -> tuple[float, str, bool]:
         note += " (at least: the robust preset's augmentation is not timed yet)"
     if pace is not None:
         return pace.epoch_seconds(cfg), f"{pace.steps} steps timed here, no run like these yet{note}", False
-    n = steps_per_epoch(cfg)
-    w = weights(cfg) / weights(TrainConfig())
-    return ((DEFAULT_EVAL + DEFAULT_STEP * cfg.batch_size / 64 * n) * w,
-            "a first guess: nothing timed here yet" + note, True)
+    return DEFAULT_EVAL + DEFAULT_STEP * steps_per_epoch(cfg), "a first guess: nothing timed here yet" + note, True
 
 
 def estimate(runs: Sequence[RunInfo], configs: Sequence[TrainConfig], data_dir=None,
