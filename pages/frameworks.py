@@ -38,10 +38,10 @@ data = data_check("mnist")  # the twin runs train on MNIST; the listings and the
 data_line(data, "*Train both*", "under *Train both* below")
 
 left, right = st.columns(2)
-left.code(pytorch_course_listing(), language="python")
+left.code(pytorch_course_listing(), language="python", wrap_lines=True)
 left.caption("The course's own listing ends with `nn.Softmax(dim=1)` and feeds that to `nn.CrossEntropyLoss`: softmax "
              "twice (Softmax explorer, *Double softmax*). Here the model returns logits.")
-right.code(keras_course(), language="python")
+right.code(keras_course(), language="python", wrap_lines=True)
 with st.expander("The modules themselves: the code this dashboard runs, read from its files"):
     for listing in (pytorch_listing(), keras_listing()):
         st.markdown(f"**{listing.title}**")

@@ -299,7 +299,7 @@ def test_estimate_rests_on_this_machines_timed_epochs(monkeypatch):
     assert guess.first_guess and "a first guess: nothing timed here yet" in guess.basis
     other = replace(sweep[0], hidden=(64,))
     assert pace.estimate([timed(150, 0.9)] * 2, [other], probe=None).first_guess  # another network is not "like"
-    keras = replace(sweep[0], framework="keras")  # nor another framework
+    keras = replace(sweep[0], framework="keras", precision="fp32")  # nor another framework
     assert "a Keras run at PyTorch's pace" in pace.estimate([timed(150, 0.9)] * 2, [keras], probe=None).basis
     probed = [replace(timed(150, 1.2), group="twins-abcdef")] * 2  # the lab's probe costs its twins time
     mixed = pace.estimate(probed + [timed(150, 0.9)] * 2, sweep, prefer=lambda r: r.group is None)

@@ -68,7 +68,8 @@ def keras_listing() -> Listing:
 
 
 # --- the same models, as the course writes them ------------------------------------------------------------
-COURSE_STYLE = TrainConfig(batch_norm=True)  # the course's second variant: BN after each hidden Linear
+# The course's second variant (BN after each hidden Linear), in float32 as both frameworks run it for the course
+COURSE_STYLE = TrainConfig(batch_norm=True, precision="fp32")
 
 
 def _torch_layer(layer: nn.Module) -> str:
@@ -84,15 +85,14 @@ def _torch_layer(layer: nn.Module) -> str:
 
 def pytorch_course_listing(config: TrainConfig = COURSE_STYLE) -> str:
     """The PyTorch model, loss and optimizer a run of `config` trains, written as the course writes them (one
-    nn.Sequential): generated from the model the trainer builds and the optimizer it uses, so it cannot drift.
-    tests/test_frameworks.py runs it and checks it computes what the real module does."""
+    nn.Sequential, a layer a line, narrow enough for half the page): generated from the model the trainer builds
+    and the optimizer it uses, so it cannot drift. tests/test_frameworks.py runs it against the real module."""
     from core.engine import torch_loop
     from core.engine.optimizers import FusedAdam, build_optimizer
 
     model = models.build_model(config)
     opt = build_optimizer(model.parameters(), config)
-    rows = [", ".join(_torch_layer(layer) for layer in block) + "," for block in model.blocks]
-    out = model.out
+    rows = [f"    {_torch_layer(layer)}," for block in model.blocks for layer in block]
     # the loss function every training step calls, read from its source
     loss_fn = next(re.search(r"([\w.]+cross_entropy)\(", line).group(1)
                    for line in inspect.getsource(torch_loop.make_step).splitlines() if "cross_entropy(" in line)
@@ -103,49 +103,54 @@ def pytorch_course_listing(config: TrainConfig = COURSE_STYLE) -> str:
     return "\n".join([
         "model = nn.Sequential(",
         "    nn.Flatten(),",
-        *(f"    {r}" for r in rows),
-        f"    {_torch_layer(out)},  # logits" + (" (then softmax: the course's bug)" if model.double_softmax else ""),
+        *rows,
+        f"    {_torch_layer(model.out)},  # logits" + (", then softmax: the bug" if model.double_softmax else ""),
         ")",
-        *([f"nn.init.{init}(model[-1].weight)  # the course's output init; nn.Linear's own elsewhere"] if init else []),
-        f"optimizer = torch.optim.{name}(model.parameters(), lr={lr:g})",
-        "# each step, x normalised to [-1, 1] (Normalize((0.5,), (0.5,))), y the digit:",
-        f"loss = {loss_fn}(model(x), y)  # log-softmax inside the loss",
-        "optimizer.zero_grad(); loss.backward(); optimizer.step()",
+        *(["# the course's init of the output layer", f"nn.init.{init}(model[-1].weight)"] if init else []),
+        f"optimizer = torch.optim.{name}(",
+        f"    model.parameters(), lr={lr:g})",
+        "# each step: x scaled to [-1, 1], y the digit",
+        f"loss = {loss_fn}(model(x), y)",
+        "optimizer.zero_grad()",
+        "loss.backward()",
+        "optimizer.step()",
     ])
 
 
 def keras_course_listing(config: TrainConfig = COURSE_STYLE) -> str:
-    """The Keras model as the course writes it (one keras.Sequential, compile, fit), generated from the model a
-    Keras run of `config` builds and compiles, so it cannot drift (tests run it against the real model)."""
-    cfg = replace(config, framework="keras")
+    """The Keras model as the course writes it (one keras.Sequential, compile, fit; a layer a line), generated
+    from the model a Keras run of `config` builds and compiles, so it cannot drift (tests run it against the real
+    model)."""
+    cfg = replace(config, framework="keras", precision="fp32")  # a Keras run computes in float32
     model = keras_model.build_keras_model(cfg)
     rows = []
     fresh = keras_model.load_keras().layers.BatchNormalization()
     for i, dense in enumerate(model.dense):
-        row = f"layers.Dense({dense.units})"
+        rows.append(f"    layers.Dense({dense.units}),")
         if model.norm:
             bn = model.norm[i]
             extra = ", ".join(f"{k}={getattr(bn, k):g}" for k in ("momentum", "epsilon")
                               if getattr(bn, k) != getattr(fresh, k))
-            row += f", layers.BatchNormalization({extra})"
-        rows.append(row + ", layers.ReLU(),")
+            rows.append(f"    layers.BatchNormalization({extra}),")
+        rows.append("    layers.ReLU(),")
     act = model.out.activation.__name__
-    loss = model.loss
-    opt = model.optimizer
+    loss, opt = model.loss, model.optimizer
     from_logits = loss.get_config()["from_logits"]
     lr = float(keras_model.load_keras().ops.convert_to_numpy(opt.learning_rate))
     return "\n".join([
         "model = keras.Sequential([",
         "    layers.Flatten(),",
-        f"    layers.Rescaling(1 / {1 / model.rescale.scale:g}, offset={model.rescale.offset:g}),  # pixels to [-1, 1]",
-        *(f"    {r}" for r in rows),
+        "    # pixels 0..255 to [-1, 1]",
+        f"    layers.Rescaling(1 / {1 / model.rescale.scale:g}, offset={model.rescale.offset:g}),",
+        *rows,
         f"    layers.Dense({model.out.units}" + (f', activation="{act}"),' if act != "linear" else "),  # logits"),
         "])",
-        f"model.compile(optimizer=keras.optimizers.{type(opt).__name__}(learning_rate={lr:g}),",
-        f"              loss=keras.losses.{type(loss).__name__}({'from_logits=True' if from_logits else ''}),"
-        " metrics=[\"accuracy\"])",
-        f"model.fit(x_train, y_train, batch_size={cfg.batch_size}, epochs={cfg.epochs}, "
-        "validation_data=(x_test, y_test))",
+        "model.compile(",
+        f"    optimizer=keras.optimizers.{type(opt).__name__}(learning_rate={lr:g}),",
+        f"    loss=keras.losses.{type(loss).__name__}({'from_logits=True' if from_logits else ''}),",
+        "    metrics=[\"accuracy\"])",
+        f"model.fit(x_train, y_train, batch_size={cfg.batch_size}, epochs={cfg.epochs},",
+        "          validation_data=(x_test, y_test))",
     ])
 
 
