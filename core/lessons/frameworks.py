@@ -145,11 +145,12 @@ def keras_course_listing(config: TrainConfig = COURSE_STYLE) -> str:
         *rows,
         f"    layers.Dense({model.out.units}" + (f', activation="{act}"),' if act != "linear" else "),  # logits"),
         "])",
-        "model.compile(",
-        f"    optimizer=keras.optimizers.{type(opt).__name__}(learning_rate={lr:g}),",
-        f"    loss=keras.losses.{type(loss).__name__}({'from_logits=True' if from_logits else ''}),",
-        "    metrics=[\"accuracy\"])",
-        f"model.fit(x_train, y_train, batch_size={cfg.batch_size}, epochs={cfg.epochs},",
+        f"loss = keras.losses.{type(loss).__name__}({'from_logits=True' if from_logits else ''})",
+        f"optimizer = keras.optimizers.{type(opt).__name__}({lr:g})",
+        "model.compile(optimizer=optimizer, loss=loss,",
+        "              metrics=[\"accuracy\"])",
+        f"model.fit(x_train, y_train, batch_size={cfg.batch_size},",
+        f"          epochs={cfg.epochs},",
         "          validation_data=(x_test, y_test))",
     ])
 
