@@ -97,3 +97,12 @@ def test_the_real_measurement_keeps_to_its_budget():
     assert fp32_ms > 0 and bf16_ms > 0 and 0 < seconds <= time.perf_counter() - t0
     # one round after the warm-up: a few dozen steps of each network, never the full ROUNDS
     assert seconds < (time.perf_counter() - t0) + 1e-9
+
+
+def test_auto_never_makes_a_keras_run_invalid(fresh, monkeypatch):
+    """Where auto measures bf16 the faster, a Keras run (float32 always) asked with the default precision must still
+    be valid: the Train page's Keras runs and the Frameworks page build theirs that way. Catches resolving auto before
+    looking at the framework (seen: the Frameworks page raised on a machine where auto chose bf16)."""
+    measured(monkeypatch, 3.6, 2.9)
+    assert TrainConfig(framework="keras").precision == "fp32"
+    assert TrainConfig().precision == "bf16"

@@ -219,6 +219,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.hidden, list):
             object.__setattr__(self, "hidden", tuple(self.hidden))
+        if self.precision == "auto" and self.framework == "keras":
+            object.__setattr__(self, "precision", "fp32")  # a Keras run computes in float32: nothing to choose
         if self.precision == "auto":  # what auto chose, and why, is kept beside the field (not part of equality)
             from core.engine.precision import auto_precision
 

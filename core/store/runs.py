@@ -485,6 +485,8 @@ class RunStore:
 
     def requeue(self, run_id: str, by: str | None = None) -> RunInfo:
         """Queue again a run that was waiting for a slot when the program stopped (same id, settings and owner)."""
+        if _shutdown.closing():
+            raise RuntimeError("The program is shutting down: no run starts now.")
         with self._lock:
             info = self.get(run_id)
             self._check_owner(info, by)
@@ -511,6 +513,8 @@ class RunStore:
 
     def _schedule(self) -> None:
         """Start what the scheduler says may start now. Called whenever a run is queued, pauses, resumes or ends."""
+        if _shutdown.closing():
+            return  # queued runs stay queued: after a restart they are listed as queued and interrupted
         with self._lock:
             holding = [r for r in self._live.values() if r.holds_slot]
             paused = [r for r in self._live.values() if r.in_memory and not r.holds_slot]
