@@ -85,12 +85,12 @@ time.sleep(600)
 
 
 def test_a_trial_killed_while_it_waits_for_the_trial_slot_runs_again_after_a_restart(tmp_path, data_dir):
-    """Two studies in one server; B's trial waits RUNNING for the process's trial slot while A's trains; the
-    server is killed. Catches a worker recorded only once the run starts: B's trial then stayed RUNNING with
+    """Two studies in one server with one training slot; B's trial waits RUNNING (its run queued) while A's trains;
+    the server is killed. Catches a worker recorded only once the run starts: B's trial then stayed RUNNING with
     no worker for ever, its budget half spent."""
     runs, url = tmp_path / "runs", journal(tmp_path)
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(runs), data_dir, url], cwd=ROOT,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "TRAIN_SLOTS": "1"})
     try:
         def b_waits() -> bool:
             if child.poll() is not None:

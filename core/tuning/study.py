@@ -43,11 +43,6 @@ POLL_SECONDS = 0.05  # how often the objective looks at its run: only when a rep
 # module that recorded the worker only once the run started).
 ORPHAN_SECONDS = 60.0
 
-# One trial trains at a time in a process, whichever study it belongs to: two runs side by side on the
-# CPU each take about twice as long, and a study's samplers learn from finished trials sooner this way.
-TRIAL_SLOT = threading.Semaphore(1)
-
-
 @dataclass(frozen=True)
 class StudySpec:
     base: TrainConfig  # every setting the study does not vary: the budget (epochs, max_batches), data, seed
@@ -266,7 +261,7 @@ class TrialTiming:
     end: float = 0.0
     run: float = 0.0  # from store.start() until the run's thread ended
     optuna_inside: float = 0.0  # suggest, report, should_prune, attributes, the budget check
-    slot: float = 0.0  # waiting for the process's trial slot
+    slot: float = 0.0  # (kept for the benchmark's table: trials wait for a slot inside their run now)
     other: float = 0.0  # callbacks that are not Optuna's (a progress bar)
 
     @property
@@ -331,16 +326,9 @@ class _Objective:
             config = self.spec.trial_config(params)
         except ValueError as e:
             raise TrialError(f"these parameters make no valid run: {e}") from None
-        w = time.perf_counter()
-        while not TRIAL_SLOT.acquire(timeout=0.2):
-            if self.state.stop.is_set():
-                timing.slot = time.perf_counter() - w
-                self._interrupted(trial, None)
-        timing.slot = time.perf_counter() - w
-        try:
-            return self._train(trial, timing, config)
-        finally:
-            TRIAL_SLOT.release()
+        # A trial's run waits for a training slot in the run store's one scheduler, with every other run the server
+        # starts (core/store/scheduler.py): no second queue here.
+        return self._train(trial, timing, config)
 
     def _surplus(self, trial: "optuna.Trial") -> bool:
         trials = self._optuna(self.study.get_trials, deepcopy=False)
