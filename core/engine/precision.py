@@ -130,11 +130,11 @@ def measure(budget_s: float = BUDGET_S) -> tuple[float, float, float]:
 
 def _measure(budget_s: float) -> tuple[float, float, float]:
     import torch
-    from torch.nn import functional as F
 
     from core.engine import cpu
     from core.engine.models import MLP, init_weights
     from core.engine.optimizers import FusedAdam
+    from core.engine.torch_loop import make_step
 
     torch.set_flush_denormal(True)  # as the trainer does
     cpu.use_base_threads()
@@ -146,15 +146,13 @@ def _measure(budget_s: float) -> tuple[float, float, float]:
         init_weights(model, 0)
         nets.append((model, FusedAdam(model.parameters(), lr=1e-3)))
 
+    steppers = {p: [make_step(model, opt, p) for model, opt in nets] for p in CHOICES}  # a run's own step
+
     def steps(precision: str, n: int) -> float:
         t0 = time.perf_counter()
-        for model, opt in nets:
+        for step in steppers[precision]:
             for _ in range(n):
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                    loss = F.cross_entropy(model(x), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+                step(x, y)
         return (time.perf_counter() - t0) / (n * len(nets)) * 1000
 
     start = time.perf_counter()

@@ -95,13 +95,12 @@ def measure_pace(data_dir: str | None = None, steps: int = 12) -> Pace:
 
 def _measure(data_dir: str | None, steps: int) -> Pace:
     import torch
-    from torch.nn import functional as F
 
     from core.engine import cpu
     from core.engine.data import iterate_batches, load_dataset
     from core.engine.models import build_model
     from core.engine.optimizers import build_optimizer
-    from core.engine.torch_loop import evaluate
+    from core.engine.torch_loop import evaluate, make_step
 
     torch.set_flush_denormal(True)  # as the trainer does
     cpu.use_base_threads()
@@ -110,15 +109,12 @@ def _measure(data_dir: str | None, steps: int) -> Pace:
     per_step = {}
     for bn, bs in ((False, 32), (False, 256), (True, 64)):
         model = build_model(replace(config, batch_norm=bn))
-        opt = build_optimizer(model.parameters(), config)
+        step = make_step(model, build_optimizer(model.parameters(), config), config.precision)  # a run's own step
         batches = iterate_batches(data.train_x, data.train_y, bs, torch.Generator().manual_seed(0), steps + 2)
         for i, (xb, yb) in enumerate(batches):
             if i == 2:  # two warm-up steps
                 t0 = time.perf_counter()
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            step(xb, yb)
         per_step[bn, bs] = (time.perf_counter() - t0) / steps
     t0 = time.perf_counter()
     evaluate(model, data.test_x, data.test_y)
