@@ -100,7 +100,7 @@ def test_grid_tries_three_learning_rates_random_tries_nine(tmp_path):
         rows = T.trial_rows(study)
         counts[kind] = (len(rows), T.distinct_values(rows, "lr"), T.distinct_values(rows, "eps"))
     assert counts == {"grid": (9, 3, 3), "random": (9, 9, 9)}
-    assert T.log_grid(1e-4, 1e-1, 3) == pytest.approx([10 ** -3.5, 10 ** -2.5, 10 ** -1.5])
+    assert T.log_cell_centres(1e-4, 1e-1, 3) == pytest.approx([10 ** -3.5, 10 ** -2.5, 10 ** -1.5])
 
 
 def test_coarse_to_fine_region_holds_the_best_trials():

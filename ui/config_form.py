@@ -14,7 +14,7 @@ def field_key(prefix: str, name: str) -> str:
     return f"{prefix}_{name}"
 
 
-def log_grid(lo: float, hi: float, default: float, extra: float | None = None) -> list[float]:
+def slider_log_values(lo: float, hi: float, default: float, extra: float | None = None) -> list[float]:
     """1 and 3 per decade from lo to hi, with the default (and `extra`: a value from a lesson link) among them: a log
     scale to slide along."""
     values = {default} | ({float(extra)} if isinstance(extra, (int, float)) and lo <= extra <= hi else set())
@@ -43,7 +43,7 @@ def _widget(col, prefix: str, name: str, default: Any, opt: C.Option, values: di
                                  **({} if given else {"value": default or 0})))
         return n or None
     if opt.kind == "float" and opt.log:
-        grid = log_grid(opt.lo, opt.hi, default, held if given else None)
+        grid = slider_log_values(opt.lo, opt.hi, default, held if given else None)
         return float(col.select_slider(label, grid, key=key, format_func=lambda v: f"{v:g}",
                                        help=opt.help + " (log scale)", **({} if given else {"value": default})))
     if opt.kind == "float":

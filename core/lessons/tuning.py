@@ -65,7 +65,7 @@ def _base(epochs: int, max_batches: int | None) -> TrainConfig:
     return TrainConfig(epochs=epochs, max_batches=max_batches)
 
 
-def log_grid(lo: float, hi: float, k: int) -> list[float]:
+def log_cell_centres(lo: float, hi: float, k: int) -> list[float]:
     """k values evenly spaced on a log scale, at the centres of k equal cells of [lo, hi] (not the edges)."""
     a, b = math.log10(lo), math.log10(hi)
     return [float(10 ** (a + (b - a) * (i + 0.5) / k)) for i in range(k)]
@@ -76,7 +76,7 @@ def grid_vs_random(epochs: int, max_batches: int | None, side: int = 3, group: s
     `side` distinct learning rates, random search side²."""
     space = make_space(["lr", "eps"])
     n, base = side * side, _base(epochs, max_batches)
-    grid = {d.name: log_grid(d.lo, d.hi, side) for d in space}
+    grid = {d.name: log_cell_centres(d.lo, d.hi, side) for d in space}
     common = dict(base=base, space=space, n_trials=n, pruner="none", group=group)
     return {"grid": StudySpec(sampler="grid", grid=grid, lesson="grid", **common),
             "random": StudySpec(sampler="random", lesson="random", **common)}

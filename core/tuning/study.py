@@ -119,7 +119,7 @@ def create_study(storage_url: str, name: str, spec: StudySpec) -> None:
     """A new study with its spec stored in it; ValueError if the name is taken."""
     import optuna
 
-    name = check_name(name)
+    name = check_study_name(name)
     try:
         study = optuna.create_study(study_name=name, storage=open_storage(storage_url), direction="maximize",
                                     load_if_exists=False)
@@ -134,14 +134,14 @@ def list_specs(storage_url: str) -> list[tuple[str, StudySpec]]:
     found = []
     for s in open_storage(storage_url).get_all_studies():
         try:
-            check_name(s.study_name)  # a name this dashboard would not give is not one of its studies
+            check_study_name(s.study_name)  # a name this dashboard would not give is not one of its studies
             found.append((s.user_attrs.get("created", 0.0), s.study_name, StudySpec.from_dict(s.user_attrs[SPEC_ATTR])))
         except (KeyError, TypeError, ValueError):
             continue
     return [(name, spec) for _, name, spec in sorted(found, key=lambda x: x[0], reverse=True)]
 
 
-def check_name(name: str) -> str:
+def check_study_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > 100 or not all(c.isalnum() or c in "-_.:" for c in name):
         raise ValueError(f"study name: 1 to 100 letters, digits or - _ . : ; got {name!r}")
