@@ -10,6 +10,7 @@ from core.lessons.bn_paper import (FIXED_IMAGES, LR_CHOICES, MEDIAN_SHIFT, MUCH_
                                    accuracy_curve, numbers_rows, pair_configs, paper_verdicts, read_pair,
                                    start_paper_pair, total_steps, typical_unit)
 from core.store.pace import estimate
+from core.store.runs import AdmissionError
 from core.store.groups import LabKind
 from ui import keys as K
 from ui.data import blocked_help, data_line
@@ -73,7 +74,10 @@ def _controls(store, data) -> None:
                f"machine ({guess.basis}).")
     data_line(data, "the paper mode")
     if st.button("Train the pair", key=K.BN_PAPER_START, type="primary", disabled=not data.ok, help=blocked_help(data)):
-        st.session_state[K.BN_PAPER_GROUP] = start_paper_pair(store, network, steps, lr)
+        try:
+            st.session_state[K.BN_PAPER_GROUP] = start_paper_pair(store, network, steps, lr)
+        except AdmissionError as e:  # the server's training slots or memory cannot take it now
+            st.error(plain(str(e)))
 
 
 def _group_label(store, group: str) -> str:
