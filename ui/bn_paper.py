@@ -9,11 +9,11 @@ from core.lessons.bn_paper import (FIXED_IMAGES, LR_CHOICES, MEDIAN_SHIFT, MUCH_
                                    PAPER_LR, PAPER_STD, PAPER_STEPS, RECORDS, SPREAD_FACTOR, STEP_CHOICES,
                                    accuracy_curve, numbers_rows, pair_configs, paper_verdicts, read_pair,
                                    start_paper_pair, total_steps, typical_unit)
-from core.store.pace import estimate
 from core.store.runs import AdmissionError
 from core.store.groups import LabKind
 from ui import keys as K
 from ui.data import blocked_help, data_line
+from ui.estimate import duration_caption
 from ui.paper_figures import ARM_COLOURS, accuracy_panel, percentile_panel, shared_range
 from ui.registry import BROKEN, plain
 
@@ -68,10 +68,8 @@ def _controls(store, data) -> None:
     configs = pair_configs(network, steps, lr)
     # Pairs of the same length first: the probe records a fixed number of times, so its share of an epoch
     # depends on the run's length.
-    guess = estimate(store.list(), configs,
+    duration_caption(configs, data, f"2 runs of {steps:,} steps of {PAPER_BATCH} images, one after the other: ",
                      prefer=lambda r: LabKind.PAPER.owns(r.group) and total_steps(r.config) == steps)
-    st.caption(f"2 runs of {steps:,} steps of {PAPER_BATCH} images, one after the other: {guess.describe()} on this "
-               f"machine ({guess.basis}).")
     data_line(data, "the paper mode")
     if st.button("Train the pair", key=K.BN_PAPER_START, type="primary", disabled=not data.ok, help=blocked_help(data)):
         try:
