@@ -87,8 +87,8 @@ def pair_part(store, steps: int, rounds: int) -> None:
             wait(store, ids)
             walls[kind] = time.perf_counter() - t0
             runs = " + ".join(f"{store.get(i).snapshot.elapsed:.1f}" for i in ids)
-            print(f"round {rnd + 1} {kind:5s}: pair {walls[kind]:.1f} s (runs' training {runs} s), load {before} -> {load()}",
-                  flush=True)
+            print(f"round {rnd + 1} {kind:5s}: pair {walls[kind]:.1f} s (runs' training {runs} s), "
+                  f"load {before} -> {load()}", flush=True)
             if kind == "probe":  # the probe's own time inside each run: a share that the load hits alike
                 for i in ids:
                     t, snap = read_paper_probe(store.probes(i)), store.get(i).snapshot

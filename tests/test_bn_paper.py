@@ -137,7 +137,8 @@ def test_pair_configs_differ_only_in_bn_and_train_the_papers_steps():
         assert bn.batch_norm and not plain.batch_norm and replace(bn, batch_norm=False) == plain
         assert P.total_steps(bn) == 50_000 and bn.batch_size == 60
     bn, _ = P.pair_configs("paper")
-    assert (bn.hidden, bn.activation, bn.weight_init, bn.optimizer) == ((100, 100, 100), "sigmoid", "gaussian", "plain-sgd")
+    assert (bn.hidden, bn.activation, bn.weight_init, bn.optimizer) == \
+        ((100, 100, 100), "sigmoid", "gaussian", "plain-sgd")
     course, _ = P.pair_configs("course")
     assert (course.hidden, course.activation, course.optimizer) == ((512, 256, 128, 32), "relu", "adam")
     assert [P.total_steps(P.steps_config(bn, n)) for n in P.STEP_CHOICES] == list(P.STEP_CHOICES)
@@ -227,7 +228,8 @@ def test_percentiles_are_of_the_sigmoids_input_by_hand(bn):
     expected = np.percentile(last_input("running"), q, axis=0).T  # (units, 3), linear interpolation
     got = np.array(P.unit_percentiles(classified, 2))
     assert got == pytest.approx(expected, abs=1e-5)
-    assert not np.allclose(got, np.percentile(sigmoid(last_input("running")), q, axis=0).T, atol=1e-3)  # not σ's output
+    output = np.percentile(sigmoid(last_input("running")), q, axis=0).T
+    assert not np.allclose(got, output, atol=1e-3)  # not the sigmoid's output
     if bn:
         assert np.array(P.unit_percentiles(batch, 2)) == pytest.approx(
             np.percentile(last_input("batch"), q, axis=0).T, abs=1e-5)

@@ -30,20 +30,30 @@ WHAT_IT_SAYS = (
     "stable. One click below trains that pair here (same seed: the same initial weights and the same minibatches) "
     "and checks each claim against the numbers it measured.")
 
-CHOICES = f"""
-**What the paper leaves open, and what this page chose**
-
-| | the paper | here |
-|---|---|---|
-| optimizer | not stated for this experiment | plain SGD, w ← w − lr·∂L/∂w (no momentum, no decay): the simplest reading |
-| learning rate | not stated | lr = {PAPER_LR:g}: among 0.1, 0.5, 1 and 2, the one at which the network *without* BN learned fastest over its first 10,000 steps on this machine (benchmarks/README.md, *paper mode*). Only the baseline was consulted, so the choice cannot favour BN |
-| "small random Gaussian" | σ not stated | N(0, {PAPER_STD:g}²) for every weight, output layer included; biases 0 |
-| input | 28×28 **binary** images | grey pixels scaled to [−1, 1], as everywhere in this dashboard: not binarised |
-| BN | after each hidden layer, before the sigmoid; ε and the averaging of the population statistics not stated | Linear → BN → sigmoid with PyTorch's ε = 1e-5 and running-average momentum 0.1; the Linear keeps its bias (BN's mean subtraction cancels it) |
-| whose percentiles | "one typical" unit; over which inputs not stated | over a fixed batch of the first {FIXED_IMAGES:,} test images, {RECORDS} times per run; the typical unit is the one whose median moved by the layer's median amount without BN (any unit can be chosen) |
-| BN network measured | the training network (`N_BN^tr`: batch statistics) | the same: every BN layer normalises the fixed batch with its own statistics (the table adds the median's move in eval mode, with the running averages) |
-| runs | one per network | one pair, one seed: nothing here measures seed-to-seed noise (the twins above do) |
-"""
+_CHOICE_ROWS = (  # (what, the paper, here)
+    ("optimizer", "not stated for this experiment",
+     "plain SGD, w ← w − lr·∂L/∂w (no momentum, no decay): the simplest reading"),
+    ("learning rate", "not stated",
+     f"lr = {PAPER_LR:g}: among 0.1, 0.5, 1 and 2, the one at which the network *without* BN learned fastest over "
+     "its first 10,000 steps on this machine (benchmarks/README.md, *paper mode*). Only the baseline was consulted, "
+     "so the choice cannot favour BN"),
+    ('"small random Gaussian"', "σ not stated",
+     f"N(0, {PAPER_STD:g}²) for every weight, output layer included; biases 0"),
+    ("input", "28×28 **binary** images",
+     "grey pixels scaled to [−1, 1], as everywhere in this dashboard: not binarised"),
+    ("BN", "after each hidden layer, before the sigmoid; ε and the averaging of the population statistics not stated",
+     "Linear → BN → sigmoid with PyTorch's ε = 1e-5 and running-average momentum 0.1; the Linear keeps its bias "
+     "(BN's mean subtraction cancels it)"),
+    ("whose percentiles", '"one typical" unit; over which inputs not stated',
+     f"over a fixed batch of the first {FIXED_IMAGES:,} test images, {RECORDS} times per run; the typical unit is the "
+     "one whose median moved by the layer's median amount without BN (any unit can be chosen)"),
+    ("BN network measured", "the training network (`N_BN^tr`: batch statistics)",
+     "the same: every BN layer normalises the fixed batch with its own statistics (the table adds the median's move "
+     "in eval mode, with the running averages)"),
+    ("runs", "one per network", "one pair, one seed: nothing here measures seed-to-seed noise (the twins above do)"),
+)
+CHOICES = ("**What the paper leaves open, and what this page chose**\n\n| | the paper | here |\n|---|---|---|\n"
+           + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in _CHOICE_ROWS))
 
 
 def _verdict_line(v, live: bool) -> str:
@@ -138,7 +148,8 @@ def _draw(pair) -> None:
                                     "without BN": accuracy_curve(plain_t, pair.final[False])}, pair.total),
                     key="bn_paper_acc", width="stretch")
     c2.plotly_chart(percentile_panel(*series[False], f"(b) Without BN: {act} input, unit {unit}",
-                                     ARM_COLOURS["without BN"], pair.total, yrange), key="bn_paper_plain", width="stretch")
+                                     ARM_COLOURS["without BN"], pair.total, yrange),
+                    key="bn_paper_plain", width="stretch")
     c3.plotly_chart(percentile_panel(*series[True], f"(c) With BN: {act} input, unit {unit}",
                                      ARM_COLOURS["with BN"], pair.total, yrange), key="bn_paper_bn", width="stretch")
     st.caption("(b, c): the 15th, 50th and 85th percentiles of the unit's input over the fixed batch, on one scale. "
@@ -149,12 +160,12 @@ def _draw(pair) -> None:
     for v in paper_verdicts(pair, unit):
         st.markdown(_verdict_line(v, pair.live))
     st.caption(f"The rules were fixed before measuring: on the sigmoid's input a shift of {MEDIAN_SHIFT:g} moves its "
-               f"output by up to {MEDIAN_SHIFT / 4:.3g} (its slope is at most 1/4); a spread change of ×{SPREAD_FACTOR:g} "
-               f"either way; \"much more stable\" = at most 1/{MUCH_MORE_STABLE:g} of the change without BN. Accuracy "
-               "claims compare one run each, so a small gap says little.")
+               f"output by up to {MEDIAN_SHIFT / 4:.3g} (its slope is at most 1/4); a spread change of "
+               f"×{SPREAD_FACTOR:g} either way; \"much more stable\" = at most 1/{MUCH_MORE_STABLE:g} of the change "
+               "without BN. Accuracy claims compare one run each, so a small gap says little.")
     st.markdown("**Reproduced numbers**")
     st.dataframe(numbers_rows(pair, unit), hide_index=True)
     st.caption("The paper prints no numbers for figure 1; read from its panels: (a) BN's curve is above the "
                "baseline's from early on to the end; (b) the baseline's percentiles move in level and spread over "
-               "training; (c) BN's stay close to level. First → last: the records before the first and before the last "
-               "step; test accuracy at the last step is the run's own evaluation after it.")
+               "training; (c) BN's stay close to level. First → last: the records before the first and before the "
+               "last step; test accuracy at the last step is the run's own evaluation after it.")

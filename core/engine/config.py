@@ -265,7 +265,8 @@ class TrainConfig:
         if self.framework == "keras":  # the course's Keras recipe: Adam, one softmax, float32
             for name, value, allowed in (("optimizer", self.optimizer, "adam"), ("double_softmax", self.double_softmax, False),
                                          ("precision", self.precision, "fp32"), ("robust", self.robust, False),
-                                         ("activation", self.activation, "relu"), ("weight_init", self.weight_init, "default")):
+                                         ("activation", self.activation, "relu"),
+                                         ("weight_init", self.weight_init, "default")):
                 if value != allowed:
                     raise ValueError(f"{name}: a Keras run uses {allowed} (the course's Keras recipe), got {value!r}")
 
