@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run test bench bench-quick bench-cpu bench-step bench-drawings bench-frameworks draw-latency screenshot setup gpu-data
+.PHONY: run test bench bench-quick bench-cpu bench-step bench-drawings bench-frameworks bench-paper draw-latency screenshot setup gpu-data
 
 setup: $(VENV)/.installed
 
@@ -42,6 +42,10 @@ bench-drawings: setup
 
 bench-frameworks: setup
 	$(PY) benchmarks/bench_frameworks.py
+
+bench-paper: setup
+	$(PY) benchmarks/bench_bn_paper.py --part lr
+	$(PY) benchmarks/bench_bn_paper.py --part pair --rounds 2
 
 draw-latency: setup
 	bash scripts/ensure_chromium.sh

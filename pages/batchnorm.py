@@ -15,6 +15,7 @@ from core.store.pace import estimate
 from ui import keys as K
 from ui.data import blocked_help, data_check, data_line, data_notice
 from ui.figures import arm_band_figure, bar_figure, line_figure, percentile_figure
+from ui.bn_paper import paper_mode_section
 from ui.registry import BROKEN, get_store, plain
 
 st.title("BatchNorm lab")
@@ -148,6 +149,7 @@ if not groups:
     st.info("No twin runs yet: press **Train twins**. Fewer batches per epoch make a quick first try.")
     modes_section(any_bn_run())
     sweep_section()
+    paper_mode_section(store, data)
     st.stop()
 if st.session_state.get(K.BN_GROUP) not in groups:
     st.session_state[K.BN_GROUP] = groups[0]
@@ -310,3 +312,4 @@ def inside_view() -> None:
 inside_view()
 modes_section(next((r for r in runs if r.config.batch_norm and r.snapshot.history), None) or any_bn_run())
 sweep_section()
+paper_mode_section(store, data)

@@ -7,6 +7,7 @@ import types
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.lessons.frameworks import pytorch_listing
 from tests.test_preprocess import SEVEN, canvas
 from tests.waiting import wait_until
 from ui import keys as K
@@ -32,7 +33,9 @@ def test_frameworks_page_twin_run_then_draw_with_the_keras_model(app):
     at.switch_page("pages/frameworks.py").run()
     assert not at.exception
     text = shown(at)
-    assert "line 24:" in text and "1.461" in text  # the double softmax, pointed out in the PyTorch listing
+    code = pytorch_listing().code.splitlines()  # the double softmax, pointed out where the listing has it
+    softmax_line = next(i for i, line in enumerate(code, 1) if "torch.softmax(z, dim=1) if self.double_softmax" in line)
+    assert f"line {softmax_line}:" in text and "1.461" in text
     assert "No twin runs yet" in text and "is not on disk" not in text
     assert not at.button(key=K.FW_START).disabled
     table = at.table[0].value

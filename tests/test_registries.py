@@ -107,8 +107,8 @@ def test_optimizer_fields_show_only_where_they_apply(app_env):
 def test_every_registered_optimizer_trains(name, data_dir):
     from core.engine.trainer import Trainer
 
-    t = Trainer(C.TrainConfig(optimizer=name, lr=0.01 if name == "sgd" else 1e-3, epochs=1, max_batches=30),
-                data_dir=data_dir).start()
+    lr = {"sgd": 0.01, "plain-sgd": 0.1}.get(name, 1e-3)
+    t = Trainer(C.TrainConfig(optimizer=name, lr=lr, epochs=1, max_batches=30), data_dir=data_dir).start()
     t.join(120)
     s = t.snapshot
     assert s.status == "finished", s.error

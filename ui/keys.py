@@ -90,6 +90,14 @@ BN_SWEEP_START = "bn_sweep_start"
 BN_SWEEP_GROUP = "bn_sweep_group"
 BN_PCT_VIEW = "bn_percentile_view"
 BN_UNIT = "bn_unit"
+# BatchNorm lab, paper mode (ui/bn_paper.py)
+BN_PAPER_NETWORK = "bn_paper_network"
+BN_PAPER_STEPS = "bn_paper_steps"
+BN_PAPER_LR = "bn_paper_lr"
+BN_PAPER_START = "bn_paper_start"
+BN_PAPER_GROUP = "bn_paper_group"
+BN_PAPER_UNIT = "bn_paper_unit"
+BN_PAPER_STOP = "bn_paper_stop"
 
 # Tuning lab (widget keys; TUNE_STUDY_* + a study name for a study's own buttons)
 TUNE = "tune"

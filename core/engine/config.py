@@ -24,6 +24,8 @@ MAX_BATCH_SIZE = 60_000
 # layer of 50,000 units; it refuses 100,000 (1.3 GB, 31 s for two batches here) and beyond.
 MEMORY_BUDGET = 1 << 30
 PRECISIONS = ("auto", "fp32", "bf16")
+ACTIVATIONS = ("relu", "sigmoid", "tanh")  # hidden activations (core/engine/models.py maps them to modules)
+WEIGHT_INITS = ("default", "gaussian")  # default: PyTorch's Linear init, Xavier on the output layer (the course)
 MAX_TEXT = 1000  # characters of one typed-in value
 FRAMEWORKS = ("pytorch", "keras")
 # What a Keras run takes from PyTorch instead of Keras' own defaults (core/engine/keras_model.py).
@@ -142,6 +144,10 @@ def keras_matched(keras_defaults: str) -> frozenset[str]:
     return frozenset(KERAS_MATCHABLE) - {keras_defaults.removeprefix("pytorch-but-")}
 
 
+def _gaussian_init(values: dict[str, Any]) -> bool:
+    return values.get("weight_init", "default") == "gaussian" and _pytorch_only(values)
+
+
 def _adam_eps_applies(values: dict[str, Any]) -> bool:
     """ε is read by PyTorch's Adam, and by a Keras run only when it takes PyTorch's ε (else Keras' own 1e-7)."""
     return _uses("eps")(values) and (_pytorch_only(values) or
@@ -170,6 +176,17 @@ class TrainConfig:
     hidden: tuple[int, ...] = option(course.HIDDEN, "Hidden layer sizes",
                                      "sizes of the hidden layers, comma separated, such as 512,256,128,32", "sizes",
                                      lo=1, hi=100_000, short=lambda v: "", tunable=True)
+    # Ioffe & Szegedy's MNIST network (the BatchNorm lab's paper mode) is sigmoid with small Gaussian weights.
+    activation: str = option("relu", "Hidden activation", "the nonlinearity after each hidden layer (after BN "
+                             "when BN is on)", "choice", choices=lambda: ACTIVATIONS, applies=_pytorch_only,
+                             short=lambda v: "" if v == "relu" else v)
+    weight_init: str = option("default", "Initial weights",
+                              "default: PyTorch's Linear init with Xavier-uniform on the output layer (the course's); "
+                              "gaussian: every weight drawn from N(0, σ²) with σ = init_std, biases 0", "choice",
+                              choices=lambda: WEIGHT_INITS, choice_label=lambda v: _INIT_LABELS[v],
+                              applies=_pytorch_only, short=lambda v: "" if v == "default" else f"init={v}")
+    init_std: float = option(0.01, "Initial weight σ", "standard deviation of the Gaussian initial weights", "float",
+                             lo=1e-4, hi=1.0, log=True, applies=_gaussian_init)
     lr: float = option(course.LR, "Learning rate", "step size of the optimizer", "float", lo=1e-6, hi=10.0, log=True,
                        short=lambda v: f"lr={v:g}", tunable=True)
     batch_size: int = option(course.BATCH_SIZE, "Batch size", "images per training step", "int", lo=1, hi=MAX_BATCH_SIZE, column="batch",
@@ -247,7 +264,9 @@ class TrainConfig:
                              f"{_mb(MEMORY_BUDGET)} one run may use; choose smaller hidden layers or a smaller batch")
         if self.framework == "keras":  # the course's Keras recipe: Adam, one softmax, float32
             for name, value, allowed in (("optimizer", self.optimizer, "adam"), ("double_softmax", self.double_softmax, False),
-                                         ("precision", self.precision, "fp32"), ("robust", self.robust, False)):
+                                         ("precision", self.precision, "fp32"), ("robust", self.robust, False),
+                                         ("activation", self.activation, "relu"),
+                                         ("weight_init", self.weight_init, "default")):
                 if value != allowed:
                     raise ValueError(f"{name}: a Keras run uses {allowed} (the course's Keras recipe), got {value!r}")
 
@@ -271,6 +290,7 @@ class TrainConfig:
         return " ".join(p for p in parts if p).replace(" [", "[")
 
 
+_INIT_LABELS = {"default": "default (PyTorch's, Xavier on the output)", "gaussian": "Gaussian N(0, σ²), biases 0"}
 _FRAMEWORK_LABELS = {"pytorch": "PyTorch", "keras": "Keras 3 (the course's Keras model)"}
 
 

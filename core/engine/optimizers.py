@@ -87,6 +87,9 @@ register_optimizer(OptimizerSpec(
 register_optimizer(OptimizerSpec(
     "sgd", "SGD with momentum", ("momentum",),
     lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum)))
+register_optimizer(OptimizerSpec(  # w <- w - lr * g: Ioffe & Szegedy's MNIST experiment names no optimizer
+    "plain-sgd", "Plain SGD (no momentum)", (),
+    lambda params, c: torch.optim.SGD(params, lr=c.lr)))
 register_optimizer(OptimizerSpec(
     "rmsprop", "RMSprop", ("momentum", "eps"),
     lambda params, c: torch.optim.RMSprop(params, lr=c.lr, momentum=c.momentum, eps=c.eps)))

@@ -11,6 +11,7 @@ class LabKind(Enum):
     LR_SWEEP = ("lr-sweep", "LR sweep")  # the BatchNorm lab's learning-rate sweep
     STUDY = ("study", "tuning trial")  # a tuning study's trials (suffix: the study's name)
     FRAMEWORKS = ("frameworks", "framework twins")  # the Frameworks page's PyTorch / Keras pair
+    PAPER = ("paper", "BN paper mode")  # the BatchNorm lab's paper-mode pair (core/lessons/bn_paper.py)
 
     def __init__(self, prefix: str, label: str) -> None:
         self.prefix, self.label = prefix, label
