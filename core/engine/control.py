@@ -199,11 +199,16 @@ class RunControl:
 
     def kept(self, reason: str | None) -> str | None:
         """A run that ends during an epoch keeps the previous epoch's weights and numbers: say so."""
-        snap = self.snapshot
-        if snap.epoch_step == 0 or snap.epoch >= snap.epochs:
-            return reason
-        done = snap.epoch
-        kept = (f"ended during epoch {done + 1} (step {snap.epoch_step} of {snap.steps_per_epoch}): "
-                + (f"its weights and numbers are those of epoch {done}, the last completed one" if done else
-                   "no epoch was completed, so it has no weights"))
-        return f"{reason}; {kept}" if reason else kept[0].upper() + kept[1:]
+        return kept_message(self.snapshot, reason)
+
+
+def kept_message(snap: RunSnapshot, reason: str | None) -> str | None:
+    """`reason`, and, for a run that ended during an epoch (as `snap` shows it), that it keeps the previous epoch's
+    weights and numbers. Also what an executor says when it loses a run's worker (core/engine/ray_executor.py)."""
+    if snap.epoch_step == 0 or snap.epoch >= snap.epochs:
+        return reason
+    done = snap.epoch
+    kept = (f"ended during epoch {done + 1} (step {snap.epoch_step} of {snap.steps_per_epoch}): "
+            + (f"its weights and numbers are those of epoch {done}, the last completed one" if done else
+               "no epoch was completed, so it has no weights"))
+    return f"{reason}; {kept}" if reason else kept[0].upper() + kept[1:]

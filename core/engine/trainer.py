@@ -15,7 +15,7 @@ from core.engine import cpu
 from core.engine.backends import backend_for
 from core.engine.config import TrainConfig
 from core.engine.control import RunControl, RunListener, StepProbe
-from core.engine.data import load_dataset
+from core.engine.data import Dataset, load_dataset
 from core.engine.models import MLP
 from core.engine.snapshot import RunSnapshot
 from core.engine.torch_loop import default_device
@@ -40,8 +40,10 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, data_dir: str | None = None, device: torch.device | None = None,
                  listener: RunListener | None = None, log_every: int = 10, probe: StepProbe | None = None,
-                 after: "Trainer | None" = None, keep_model: bool = True, cuda_graph: bool = True) -> None:
+                 after: "Trainer | None" = None, keep_model: bool = True, cuda_graph: bool = True,
+                 data: Dataset | None = None) -> None:
         config.validate()
+        self.data = data  # the dataset when the caller holds it (a Ray actor gets it from the object store)
         self.cuda_graph = cuda_graph  # on a CUDA device, replay the training step as a CUDA graph
         self.config, self.data_dir, self.listener = config, data_dir, listener
         self.device = device or default_device()
@@ -91,7 +93,8 @@ class Trainer:
             self.after = None  # a chain of queued runs must not keep every earlier trainer alive
             if not control.stopping:
                 control.set_status("running")
-                data = load_dataset(self.config.dataset, self.data_dir)
+                data = self.data if self.data is not None else load_dataset(self.config.dataset, self.data_dir)
+                self.data = None  # the run holds its tensors while it trains, not after
                 self.model = backend_for(self.config).train(control, self.config, data, self.device, self.probe,
                                                             self.cuda_graph)
         except Exception as e:  # the thread must never die silently

@@ -207,13 +207,19 @@ class _Run:
 
     def __init__(self, store: "RunStore", run_id: str, config: TrainConfig, job: Job, listener: _Persist,
                  probe: StepProbe | None) -> None:
-        self.store, self.id, self.config, self.job, self.listener, self.probe = store, run_id, config, job, listener, probe
+        self.store, self.id, self.config, self.job, self.listener, self._probe = store, run_id, config, job, listener, probe
         self.handle: RunHandle | None = None
         self.resume_wanted = False  # paused, asked to continue, waiting for a free slot
         self.resuming = False  # resumed: holds its slot again before its thread says "running"
         self.ended = threading.Event()
         self._queued = RunSnapshot(status="queued", epochs=config.epochs, steps_per_epoch=num_batches(
             dataset_spec(config.dataset).train_size, config.batch_size, config.max_batches))
+
+    @property
+    def probe(self) -> StepProbe | None:
+        """The run's probe as its executor holds it once launched: on a cluster the probe looks inside the network
+        in the worker, and the handle's probe holds what it recorded."""
+        return self.handle.probe if self.handle is not None else self._probe
 
     # the executor calls these (as the run's listener), in its own thread
     def on_status(self, snap: RunSnapshot) -> None:
@@ -531,6 +537,7 @@ class RunStore:
                 run = self._live[job.run_id]
                 try:
                     run.handle = self.executor.launch(run.config, run, run.probe)
+                    run.listener.probe = run.handle.probe  # probes.json is written from what the executor holds
                 except Exception as e:  # the executor could not take it (a cluster gone): the run fails, said why
                     snap = replace(run.snapshot, status="failed", error=f"could not be started: {type(e).__name__}: {e}")
                     run._queued = snap
