@@ -202,3 +202,33 @@ def test_without_run_executor_nothing_of_ray_loads(tmp_path, data_dir):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["inprocess", "finished", "False"]
+
+
+EXITING = """
+import os, sys, time
+from core.engine.config import TrainConfig
+from core.store.runs import RunStore
+store = RunStore(sys.argv[1], sys.argv[2])
+run = store.start(TrainConfig(epochs=2, max_batches=None))
+while store.get(run.id).snapshot.step < 10:
+    time.sleep(0.05)
+print(store.executor.name, store.executor._temp, store.trainer(run.id).handle.pid, flush=True)
+"""
+
+
+def test_a_server_that_exits_records_its_ray_runs_as_stopped_and_takes_ray_with_it(tmp_path, data_dir):
+    """RUN_EXECUTOR=ray, the program ends while a run trains: at exit the store stops the run through Ray (recorded
+    as stopped, interrupted by the shutdown) before Ray shuts down, the exit is clean, and the local Ray's worker
+    and folder are gone. Catches Ray's own exit hook shutting Ray down first (the run would end as "worker lost"),
+    and a local Ray that outlives its server."""
+    env = {**os.environ, "RUN_EXECUTOR": "ray", "PRECISION_AUTO": "fp32"}
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([sys.executable, "-c", EXITING, str(tmp_path), data_dir], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stderr[-2000:]
+    name, temp, pid = out.stdout.split()[-3:]
+    assert name == "ray"
+    (run_dir,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "stopped" and status["error"].startswith("interrupted: the program was shut down")
+    wait_until(lambda: not _alive(int(pid)) and not Path(temp).exists(), 30, 0.2, "the worker and Ray's folder gone")

@@ -501,6 +501,7 @@ class RayExecutor:
         self._runs = 0
         self._temp: str | None = None
         self.closing = False
+        self._closed = threading.Event()  # wakes the thread that polls the waiting workers
         self._owns = not ray.is_initialized()  # a Ray this process already uses is left as it is at close
         if self._owns:
             kwargs = dict(log_to_driver=False)
@@ -545,6 +546,7 @@ class RayExecutor:
     def close(self) -> None:
         """End every worker (the store has stopped its runs first) and shut down a Ray this executor started."""
         self.closing = True
+        self._closed.set()
         with self._lock:
             handles, idle, self._idle = list(self._handles), [a for v in self._idle.values() for a in v], {}
         for actor in idle + [h.actor for h in handles if h.actor is not None]:
@@ -621,8 +623,7 @@ class RayExecutor:
     def _keep_idle(self) -> None:
         """Poll the waiting workers (their heartbeat), and let go of those that died (with their node)."""
         ray = _ray
-        while not self.closing:
-            time.sleep(self.heartbeat / 4)
+        while not self._closed.wait(self.heartbeat / 4):
             with self._lock:
                 idle = [(node, a) for node, actors in self._idle.items() for a in actors]
             refs = [a.poll.remote(0) for _, a in idle]
