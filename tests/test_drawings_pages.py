@@ -19,6 +19,8 @@ def app(app_env, monkeypatch):
     fake.st_canvas = lambda **kw: types.SimpleNamespace(image_data=None, json_data={"objects": []})
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", fake)
     monkeypatch.setattr(D, "_results", {})
+    for cache in ("_sets", "_building", "_errors"):  # sets another test of this process built (same SIZE) are gone
+        monkeypatch.setattr(D, cache, {})
     return AppTest.from_file("../app.py", default_timeout=120).run()
 
 

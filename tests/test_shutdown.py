@@ -61,18 +61,21 @@ time.sleep(1.0)
 
 
 def test_study_runners_are_stopped_and_their_trials_recorded_before_the_runs_stop(tmp_path, data_dir):
-    """Two studies at work (A trains, B waits for the trial slot) when the main thread ends. Catches study
-    threads left to die with the interpreter: trials left RUNNING, a run started by B while the process exits."""
+    """Two studies at work (A trains, B's trial waits for the server's one training slot) when the main thread ends.
+    Catches study threads left to die with the interpreter: trials left RUNNING, a run started by B while the
+    process exits."""
     runs, url = tmp_path / "runs", str(tmp_path / "runs" / S.JOURNAL_NAME)
+    env = {**os.environ, "TRAIN_SLOTS": "1"}  # B's trial waits in the scheduler whatever the machine's cores
     out = subprocess.run([sys.executable, "-c", STUDIES, data_dir, str(runs), url], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=300, env=env)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
     for name in ("A", "B"):
         S._storages.clear()
         study, _ = open_study(url, name)
         assert "RUNNING" not in [t.state.name for t in study.trials], (name, study.trials)
-    statuses = [json.loads((d / "status.json").read_text())["status"] for d in runs.iterdir() if d.is_dir()]
-    assert statuses == ["stopped"]  # A's run, recorded; B started none
+    status = [json.loads((d / "status.json").read_text()) for d in runs.iterdir() if d.is_dir()]
+    assert [s["status"] for s in status] == ["stopped", "stopped"]  # A's run, and B's queued trial, both recorded
+    assert sorted(bool(s["engine"]) for s in status) == [False, True]  # B's never began: no engine chosen for it
     assert not list(runs.glob("*.lock"))  # the journal's lock was released
 
 
