@@ -4,6 +4,7 @@ import streamlit as st
 from core import TrainConfig
 from core.engine.config import KERAS_MATCHABLE, keras_matched
 from core.engine.data import dataset_spec, num_batches
+from core.lessons.predictions import frameworks_gap
 from core.lessons.frameworks import (compare_twins, defaults_table, keras_course_listing, keras_defaults_value,
                                      keras_listing, loss_agreement, pytorch_course_listing, pytorch_listing,
                                      read_live_defaults, replay, replay_seconds, start_framework_twins, step_seconds,
@@ -13,7 +14,10 @@ from ui import keys as K
 from ui.data import blocked_help, data_check, data_line, data_notice
 from ui.estimate import duration_caption
 from ui.figures import accuracy_figure, loss_figure
+from ui.links import Param, apply_link, choice, flag, flag_text, link_box, whole
+from ui.predict import attach, predict_box, reveal
 from ui.registry import BROKEN, get_store, plain
+from ui.session import viewer
 
 SWITCH_LABELS = {"init": "initial weights", "bn_momentum": "BatchNorm momentum", "bn_eps": "BatchNorm ε",
                  "adam_eps": "Adam ε (value and place)", "logits": "where softmax lives"}
@@ -33,8 +37,14 @@ st.title("Frameworks: the same network in PyTorch and Keras")
 st.markdown("The course gives its MNIST network twice. Below, each as the course writes it, generated from the model "
             "and optimizer a run here builds (BatchNorm on), so it cannot drift from what trains. The Keras model "
             "trains with Keras' own `fit` on the JAX backend, in the same run store as every PyTorch run.")
-store = get_store()
+store, who = get_store(), viewer()
 data = data_check("mnist")  # the twin runs train on MNIST; the listings and the defaults table need no data
+LINK = [Param("epochs", K.FW_EPOCHS, whole(1, 10)), Param("max_batches", K.FW_MAX_BATCHES, whole(0, 938)),
+        Param("seed", K.FW_SEED, whole(0, 1000)), Param("batch_norm", K.FW_BN, flag, flag_text),
+        Param("match", K.FW_MATCH, flag, flag_text),
+        Param("switch_back", K.FW_SWITCH_BACK, lambda t: None if t == "none" else choice(KERAS_MATCHABLE)(t),
+              lambda v: "none" if v is None else v)]
+apply_link("frameworks", LINK)
 data_line(data, "*Train both*", "under *Train both* below")
 
 left, right = st.columns(2)
@@ -81,8 +91,11 @@ with setup.container(border=True):
                + (f"PyTorch's {', '.join(SWITCH_LABELS[m] for m in taken)}" if taken else "only Keras' own defaults")
                + f" (keras_defaults = {kd}). Its first epoch includes compiling the training step.")
     duration_caption(twin_configs(base, kd), data, "Both: ")
+    predict_box("frameworks", ["frameworks.gap"], who)
     if st.button("Train both", key=K.FW_START, type="primary", disabled=not data.ok, help=blocked_help(data)):
-        st.session_state[K.FW_GROUP] = start_framework_twins(store, base, kd)
+        st.session_state[K.FW_GROUP] = start_framework_twins(store, base, kd, owner=who.owner)
+        attach("frameworks", who, st.session_state[K.FW_GROUP])
+    link_box(LINK)
 
 twin_sets: dict[str, float] = {}  # group -> when its newest run started
 for r in store.list():
@@ -167,6 +180,8 @@ def comparison() -> None:
                 snap = runs["pytorch"].snapshot
                 st.dataframe(yardstick_rows(cmp, snap, replica), hide_index=True)
                 st.markdown(yardstick_words(a, loss_agreement(snap.step_losses, replica.step_losses)))
+        if not any(r.live for r in runs.values()):
+            reveal(group, {"frameworks.gap": frameworks_gap(cmp.final_acc["pytorch"], cmp.final_acc["keras"])}, who)
     if live_now and not any(r.live for r in twin_runs(store, group).values()):
         st.rerun(scope="app")
 

@@ -11,11 +11,20 @@ from core.lessons.softmax_experiments import (double_softmax_configs, form_name,
 from ui import keys as K
 from ui.data import blocked_help, data_check, data_line, data_notice
 from ui.estimate import duration_caption
-from ui.figures import accuracy_figure, bar_figure, confusion_figure, line_figure, loss_figure
-from ui.registry import BROKEN, get_store, ordered_runs, plain, unique_name
-from ui.softmax import check_line, sign_colors
+from ui.figures import bar_figure, confusion_figure, line_figure
+from ui.registry import BROKEN, get_store, ordered_runs, unique_name
+from ui.predict import instant, prediction_mode
+from ui.session import viewer
+from ui.softmax import LINK, case_id, check_line, double_runs, sign_colors
+from ui.links import apply_link, link_box
+from core.lessons.predictions import softmax_double_floor, softmax_grad_true
 
 st.title("Softmax, one-hot labels and cross-entropy")
+who = viewer()
+apply_link("softmax", LINK)
+top = st.columns([1, 1, 2])
+predicting = prediction_mode("softmax", top[0])
+link_box(LINK, top[1])
 data = data_check("mnist")  # the two experiments train on MNIST; the rest computes from the sliders
 data_line(data, "The two experiments (tabs *Labels* and *Double softmax*)", "in those tabs")
 
@@ -55,10 +64,13 @@ with multi:
     r = softmax_cross_entropy(z, target, temp)
     c1, c2 = st.columns(2)
     c1.plotly_chart(bar_figure(names, r.probs, "Softmax probabilities ŷ", yrange=(0, 1.1)), key="sm_probs", width="stretch")
-    c2.plotly_chart(bar_figure(names, r.grad, "Gradient dL/dz = (ŷ − y)/T  (green: pushed up, red: pushed down)",
-                               colors=sign_colors(r.grad)), key="sm_grad", width="stretch")
+    # prediction mode: the gradient waits for the learner's prediction
+    shown = instant("softmax", "softmax.grad_true", case_id(z, target, temp), softmax_grad_true(r.probs[target]), who, c2)
+    if shown:
+        c2.plotly_chart(bar_figure(names, r.grad, "Gradient dL/dz = (ŷ − y)/T  (green: pushed up, red: pushed down)",
+                                   colors=sign_colors(r.grad)), key="sm_grad", width="stretch")
     st.dataframe({"class": names, "logit z": np.round(z, 4), "ŷ": np.round(r.probs, 4), "y (one-hot)": r.target.astype(int),
-                  "−y·log ŷ": np.round(r.terms, 4), "dL/dz": np.round(r.grad, 4)}, hide_index=True)
+                  "−y·log ŷ": np.round(r.terms, 4), **({"dL/dz": np.round(r.grad, 4)} if shown else {})}, hide_index=True)
     st.markdown(f"**Loss** = −log ŷ[{names[target]}] = −log {r.probs[target]:.4f} = **{r.loss:.4f}**. "
                 "Only the true class's term is non-zero, yet every logit gets a gradient: the true class is pushed up, "
                 "all others down.")
@@ -130,7 +142,7 @@ with labels:
                         key="sm_regression_confusion", width="stretch")
         c2.dataframe(regression_error_rows(res), hide_index=True, key="sm_regression_errors")
 
-with double:
+def double_tab() -> None:
     harm, at = double_softmax_harm(), compared_forms()  # autograd, float64
     wrong, start = harm.wrong, harm.start
     st.markdown("The course code ends the model with `nn.Softmax` and feeds that to `nn.CrossEntropyLoss`, which applies "
@@ -169,27 +181,14 @@ with double:
                  help=blocked_help(data)):
         st.session_state[K.SM_DOUBLE_RUNS] = [
             (live.id if (live := store.find_live(cfg)) else
-             store.start(cfg, name=unique_name(store.list(), form_name(cfg) + " (explorer)")).id) for cfg in pair]
+             store.start(cfg, name=unique_name(store.list(), form_name(cfg) + " (explorer)"), owner=who.owner).id)
+            for cfg in pair]
     ids = st.session_state.get(K.SM_DOUBLE_RUNS) or []
     if not ids and (ids := newest_pair(ordered_runs(store.list(), lab=False), BROKEN)):
         st.caption("Showing the newest finished runs of each form from the run store.")
-    ids = [i for i in ids if i in {r.id for r in store.list()}]
-    if ids:
-        live_now = any(store.get(i).live for i in ids)
+    double_runs(store, [i for i in ids if i in {r.id for r in store.list()}])
 
-        @st.fragment(run_every=1.0 if live_now else None)
-        def double_runs() -> None:
-            pairs = [(form_name(store.get(i).config), store.get(i).snapshot) for i in ids]
-            c1, c2 = st.columns(2)
-            c1.plotly_chart(loss_figure(pairs), key="sm_double_runs_loss", width="stretch")
-            c2.plotly_chart(accuracy_figure(pairs), key="sm_double_runs_acc", width="stretch")
-            for label, s in pairs:
-                if s.status in BROKEN:
-                    st.error(f"The {label} run {s.status}: {plain(s.error)}")
-                if s.final:
-                    st.caption(f"{label}: final training loss {s.final.train_loss:.3f}, test accuracy {s.final.test_acc:.2%} "
-                               f"after {s.epoch} epoch(s) ({s.status})")
-            if live_now and not any(store.get(i).live for i in ids):
-                st.rerun(scope="app")
-
-        double_runs()
+with double:
+    if instant("softmax", "softmax.double_floor", "softmax:double-floor:10",
+               softmax_double_floor(double_softmax_harm().floor), who):
+        double_tab()

@@ -166,3 +166,6 @@ CLASS_MAX_BATCH = "class_challenge_max_batch_size"
 CLASS_SET = "class_challenge_set"
 CLASS_CLEAR = "class_challenge_clear"
 CLASS_REQUEUE = "class_requeue"
+
+# Predict, then reveal (ui/predict.py): + question id, or + page + "_lock"
+PREDICT = "predict"

@@ -96,3 +96,53 @@ def _from_widget(opt: C.Option) -> Callable[[Any], str]:
             return f"{value:g}"
         return str(value)
     return show
+
+
+# --- parsers for a page's own settings ----------------------------------------------------------------------
+def whole(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        t = text.strip()
+        if not (t.isascii() and t.isdigit()) or not lo <= int(t) <= hi:
+            raise ValueError(f"a whole number from {lo} to {hi}")
+        return int(t)
+    return parse
+
+
+def number(lo: float, hi: float, among: Sequence[float] | None = None) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise ValueError(f"a number from {lo:g} to {hi:g}") from None
+        if not lo <= v <= hi or v != v:
+            raise ValueError(f"a number from {lo:g} to {hi:g}")
+        if among is not None:
+            match = [a for a in among if abs(a - v) <= 1e-12 * max(1.0, abs(a))]
+            if not match:
+                raise ValueError("one of " + ", ".join(f"{a:g}" for a in among))
+            return match[0]
+        return v
+    return parse
+
+
+def flag(text: str) -> bool:
+    t = text.strip().lower()
+    if t not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ValueError("true or false")
+    return t in ("true", "1", "yes", "on")
+
+
+def flag_text(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def choice(options: Sequence[str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise ValueError("one of " + ", ".join(map(str, options)))
+        return text
+    return parse
+
+
+def show_number(value: float) -> str:
+    return f"{value:g}"

@@ -206,7 +206,7 @@ def read_paper_probe(raw: dict | None) -> PaperTrace | None:
 
 # --- the pair ------------------------------------------------------------------------------------------
 def start_paper_pair(store: RunStore, network: str = "paper", steps: int = PAPER_STEPS, lr: float | None = None,
-                     seed: int = 0, records: int | None = None) -> str:
+                     seed: int = 0, records: int | None = None, owner: str = "") -> str:
     """The BN and the no-BN run of `pair_configs`, one after the other (each gets the whole CPU), each with a
     PaperProbe recording `records` (RECORDS) times; returns the group id. Same seed: same initial weights, same
     batches."""
@@ -216,7 +216,7 @@ def start_paper_pair(store: RunStore, network: str = "paper", steps: int = PAPER
         probe = PaperProbe(total, max(1, total // (records or RECORDS)), store.data_dir, cfg.dataset)
         name = f"{'BN' if cfg.batch_norm else 'no-BN'} {network} network ({group})"
         prev = store.start(cfg, name=name, allow_duplicate=True, group=group, after=prev, probe=probe,
-                           tags={"paper_mode": network}).id
+                           tags={"paper_mode": network}, owner=owner).id
     return group
 
 

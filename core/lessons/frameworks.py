@@ -305,13 +305,14 @@ def twin_configs(base: TrainConfig, keras_defaults: str) -> list[TrainConfig]:
     return [torch_cfg, replace(torch_cfg, framework="keras", keras_defaults=keras_defaults)]
 
 
-def start_framework_twins(store: RunStore, base: TrainConfig, keras_defaults: str) -> str:
+def start_framework_twins(store: RunStore, base: TrainConfig, keras_defaults: str, owner: str = "") -> str:
     """A PyTorch run and a Keras run of the same config (same seed: same minibatch order), one after the other."""
     group = LabKind.FRAMEWORKS.new_id()
     torch_cfg, keras_cfg = twin_configs(base, keras_defaults)
-    first = store.start(torch_cfg, name=f"PyTorch seed {base.seed} ({group})", allow_duplicate=True, group=group)
+    first = store.start(torch_cfg, name=f"PyTorch seed {base.seed} ({group})", allow_duplicate=True, group=group,
+                        owner=owner)
     store.start(keras_cfg, name=f"Keras [{keras_defaults}] seed {base.seed} ({group})", allow_duplicate=True,
-                group=group, after=first.id)
+                group=group, after=first.id, owner=owner)
     return group
 
 

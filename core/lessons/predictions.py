@@ -119,7 +119,7 @@ def score(q: Question, value: Any, outcome: Outcome) -> Score:
 # --- outcomes, from what the labs compute --------------------------------------------------------------------
 def bn_first_to_97(bn_reach: tuple, plain_reach: tuple) -> Outcome:
     """From summarize_arm(...).reach[0.97] of each arm: (mean epochs, mean seconds, runs that reached)."""
-    (be, bs, bn_n), (pe, ps, pl_n) = bn_reach, plain_reach
+    (be, bs, _), (pe, ps, _) = bn_reach, plain_reach
     if be is None and pe is None:
         return Outcome("neither", "Neither arm reached 97% test accuracy in the epochs it trained.")
     if pe is None:
