@@ -105,6 +105,9 @@ def session(**params) -> AppTest:
 def join(name: str) -> tuple[AppTest, str]:
     at = session()
     assert at.title[0].value == "Join the class" and not at.exception
+    # Joined on the Train page: AppTest runs a second run of the default page as pages/home.py alone, without app.py
+    # (its pages manager starts each run in the legacy pages-folder mode); a server does not (ui/navigation.py).
+    at.switch_page("pages/train.py").run()
     at.text_input(key=K.SESSION_NAME).input(name)
     at.button[0].click().run()
     key = at.query_params["learner"]
