@@ -146,6 +146,24 @@ def test_two_learners_see_their_own_runs_and_cannot_touch_the_others(class_app):
         store.delete(anns.id, by=LearnerBook(store.root).lookup(ben_key).id)
 
 
+def test_a_learners_twins_in_the_batchnorm_lab_are_theirs(class_app):
+    """Catches the lab starting runs for nobody: in a class every learner's twins counted as one learner's in the
+    queue (no fairness between them, the class's 13th waiting twin refused) and were nobody's to stop."""
+    from ui.registry import get_store
+
+    _, key = join("Ann")
+    ann = session(learner=key)
+    ann.switch_page("pages/batchnorm.py").run()
+    ann.number_input(key=K.BN_EPOCHS).set_value(1)
+    ann.number_input(key=K.BN_SEEDS).set_value(1)
+    ann.number_input(key=K.BN_MAX_BATCHES).set_value(5)
+    ann.button(key=K.BN_START).click().run()
+    assert not ann.exception
+    store = get_store()
+    wait_ended(store)
+    assert [r.owner for r in store.list()] == [LearnerBook(store.root).lookup(key).id] * 2
+
+
 def test_the_teacher_sees_the_class_page_and_learners_do_not(class_app):
     from ui.registry import get_store
 
