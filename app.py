@@ -4,7 +4,7 @@ import streamlit as st
 
 import ui  # noqa: F401 - makes direct page URLs work on a fresh server (ui/navigation.py)
 from ui.live import watch_runs
-from ui.session import viewer
+from ui.session import known_viewer, viewer
 
 st.set_page_config(page_title="MNIST teaching dashboard", page_icon=":material/psychology:", layout="wide")
 
@@ -18,9 +18,10 @@ PAGES = [
     st.Page("pages/frameworks.py", title="Frameworks", icon=":material/code:"),
     st.Page("pages/draw.py", title="Draw a digit", icon=":material/draw:"),
 ]
-who = viewer()  # class mode (TEACHER_KEY set): the learner's key from the URL, or the form to join (ui/session.py)
-if who.teacher:
+who = known_viewer()  # class mode (TEACHER_KEY set): the teacher, a learner known by the key in the URL, or None
+if who is not None and who.teacher:
     PAGES.append(st.Page("pages/class_room.py", title="Class", icon=":material/groups:"))
 page = st.navigation(PAGES)
+viewer()  # a learner not known yet joins here, after the navigation: the form's rerun stays on the page the link named
 watch_runs()  # every tab redraws when a run starts, pauses or ends elsewhere (ui/live.py)
 page.run()

@@ -12,16 +12,18 @@ from core.engine.data import dataset_spec
 from core.lessons.evaluation import class_shares, one_class_answer
 from core.store.groups import LabKind
 from core.store.pace import estimate
+from core.store.runs import AdmissionError
 from ui import keys as K
 from ui.data import blocked_help, data_check, data_line, data_notice
 from ui.figures import arm_band_figure, bar_figure, line_figure, percentile_figure
 from ui.bn_paper import paper_mode_section
 from ui.registry import BROKEN, get_store, plain
+from ui.session import viewer
 
 st.title("BatchNorm lab")
 st.markdown("The course says *BN trains faster and reaches higher accuracy*. Test it: each pair of runs differs only "
             "in BatchNorm — same seed, so the same initial weights of every Linear layer and the same minibatch order.")
-store = get_store()
+store, who = get_store(), viewer()
 data = data_check("mnist")  # the lab trains and classifies MNIST
 data_notice(data, "bn")
 
@@ -41,7 +43,10 @@ with st.container(border=True):
         f"(that takes {MIN_SEEDS_FOR_VERDICT}).")
     st.caption(f"{len(twins)} runs, one after another: {guess.describe()} on this machine ({guess.basis})." + note)
     if st.button("Train twins", key=K.BN_START, type="primary", disabled=not data.ok, help=blocked_help(data)):
-        st.session_state[K.BN_GROUP] = start_twins(store, base, list(range(int(k))))
+        try:
+            st.session_state[K.BN_GROUP] = start_twins(store, base, list(range(int(k))), owner=who.owner)
+        except AdmissionError as e:
+            st.error(plain(str(e)), icon=":material/block:")
 
 
 def final_cell(s) -> str:
@@ -99,7 +104,10 @@ def sweep_section() -> None:
                 f"machine ({sweep_guess.basis}).")
     data_line(data, "the sweep")
     if st.button("Run the sweep", key=K.BN_SWEEP_START, disabled=not data.ok, help=blocked_help(data)):
-        st.session_state[K.BN_SWEEP_GROUP] = start_lr_sweep(store, sweep_cfg)
+        try:
+            st.session_state[K.BN_SWEEP_GROUP] = start_lr_sweep(store, sweep_cfg, owner=who.owner)
+        except AdmissionError as e:
+            st.error(plain(str(e)), icon=":material/block:")
     sweeps = lab_groups(store, LabKind.LR_SWEEP)
     if sweeps:
         sweep = st.session_state.get(K.BN_SWEEP_GROUP) if st.session_state.get(K.BN_SWEEP_GROUP) in sweeps else sweeps[0]

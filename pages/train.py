@@ -67,7 +67,7 @@ with left:
         st.error(plain(refused), icon=":material/block:")
     link_box(LINK)
     pending = st.session_state.get(K.TRAIN_PENDING_DUPLICATE)
-    if pending and (pending[1] != config or store.find_live(pending[1]) is None):
+    if pending and (pending[1] != config or store.find_live(pending[1], who.owner) is None):
         st.session_state.pop(K.TRAIN_PENDING_DUPLICATE)  # the settings changed, or the identical run ended
         pending = None
     if pending:

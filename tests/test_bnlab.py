@@ -74,6 +74,27 @@ def test_start_twins_pairs_and_queues(store):
     assert lab_groups(store, LabKind.TWINS) == [group] and lab_groups(store, LabKind.LR_SWEEP) == []
 
 
+def test_a_twin_set_is_its_learners_and_a_refused_set_leaves_no_run(tmp_path, data_dir):
+    """Catches twins started for nobody (in a class every learner's twins then counted as one learner's: no fairness
+    between them, and the class's 13th waiting twin refused), and a set refused halfway that leaves its first runs
+    queued, the page showing a traceback."""
+    from core.store.runs import AdmissionError, RunStore
+    from core.store.scheduler import Limits
+
+    store = RunStore(tmp_path / "runs", data_dir, limits=Limits(1, 1 << 40, 2))
+    try:
+        ben = group_runs(store, start_twins(store, replace(TINY, max_batches=400), [0], owner="ben"))
+        with pytest.raises(AdmissionError, match="already waiting"):
+            start_twins(store, TINY, [0, 1], owner="ann")  # its third run would be Ann's third waiting one
+        assert sorted(r.id for r in store.list()) == sorted(r.id for r in ben)  # nothing of Ann's set is left
+        ann = group_runs(store, start_twins(store, TINY, [0], owner="ann"))
+        assert [r.owner for r in ben + ann] == ["ben", "ben", "ann", "ann"]
+        sweep = group_runs(store, start_lr_sweep(store, TINY, lrs=(1e-3,), owner="cy"))
+        assert [r.owner for r in sweep] == ["cy", "cy"]
+    finally:
+        store.stop_all(wait=60)
+
+
 def _probe_steps(data_dir, steps, every=25, batch_norm=True):
     """A BN model trained `steps` Adam steps with a probe attached, as the trainer drives it."""
     model = build_model(TrainConfig(batch_norm=batch_norm))

@@ -105,6 +105,9 @@ def session(**params) -> AppTest:
 def join(name: str) -> tuple[AppTest, str]:
     at = session()
     assert at.title[0].value == "Join the class" and not at.exception
+    # Joined on the Train page: AppTest runs a second run of the default page as pages/home.py alone, without app.py
+    # (its pages manager starts each run in the legacy pages-folder mode); a server does not (ui/navigation.py).
+    at.switch_page("pages/train.py").run()
     at.text_input(key=K.SESSION_NAME).input(name)
     at.button[0].click().run()
     key = at.query_params["learner"]
@@ -141,6 +144,24 @@ def test_two_learners_see_their_own_runs_and_cannot_touch_the_others(class_app):
     from core.store.runs import RunPermissionError
     with pytest.raises(RunPermissionError):
         store.delete(anns.id, by=LearnerBook(store.root).lookup(ben_key).id)
+
+
+def test_a_learners_twins_in_the_batchnorm_lab_are_theirs(class_app):
+    """Catches the lab starting runs for nobody: in a class every learner's twins counted as one learner's in the
+    queue (no fairness between them, the class's 13th waiting twin refused) and were nobody's to stop."""
+    from ui.registry import get_store
+
+    _, key = join("Ann")
+    ann = session(learner=key)
+    ann.switch_page("pages/batchnorm.py").run()
+    ann.number_input(key=K.BN_EPOCHS).set_value(1)
+    ann.number_input(key=K.BN_SEEDS).set_value(1)
+    ann.number_input(key=K.BN_MAX_BATCHES).set_value(5)
+    ann.button(key=K.BN_START).click().run()
+    assert not ann.exception
+    store = get_store()
+    wait_ended(store)
+    assert [r.owner for r in store.list()] == [LearnerBook(store.root).lookup(key).id] * 2
 
 
 def test_the_teacher_sees_the_class_page_and_learners_do_not(class_app):
@@ -190,3 +211,32 @@ def test_train_settings_round_trip_through_the_url(app_env, monkeypatch):
     warning = " ".join(w.value for w in bad.warning)
     assert "epochs=many" in warning and "colour" in warning and "seed" not in warning
     assert bad.number_input(key=K.TRAIN_EPOCHS).value == 10 and bad.number_input(key=K.TRAIN_SEED).value == 5
+
+
+def test_every_train_setting_widget_carries_its_current_value_as_its_default(app_env, monkeypatch):
+    """Catches a widget drawn without a default while the session holds its value: a browser that draws it afresh (its
+    run interrupted before the page reached it, as reruns are under load) shows the widget's own default, the
+    minimum or first option, and sends that back. In benchmarks/bench_class.py learners who followed a lesson link
+    started runs of batch size 1, learning rate 1e-06 and 60,000 steps an epoch, which held the class's slots."""
+    from core.engine import config as C
+    from ui.config_form import field_key
+
+    monkeypatch.delenv("TEACHER_KEY", raising=False)
+    at = AppTest.from_file("../app.py", default_timeout=120).run()
+    at.switch_page("pages/train.py")
+    at.query_params.update({"epochs": "2", "lr": "0.01", "batch_norm": "true", "hidden": "300, 100"})
+    at.run()
+    at.run()  # a later run: the values come from the session, not from the link any more
+    keys = {field_key(K.TRAIN, name) for name, _, _ in C.config_options()}
+    widgets = [w for kind in ("number_input", "toggle", "select_slider", "selectbox", "text_input")
+               for w in getattr(at, kind) if w.key in keys]
+    assert len(widgets) >= 12 and at.number_input(key=K.TRAIN_EPOCHS).value == 2
+    for w in widgets:
+        p = w.proto
+        if w.type == "select_slider":
+            shown = p.options[int(p.default[0])]
+            assert shown == f"{w.value:g}", w.key
+        elif w.type == "selectbox":
+            assert p.default == w.index, w.key
+        else:
+            assert p.default == w.value, w.key

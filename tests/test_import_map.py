@@ -98,3 +98,14 @@ def test_import_core_loads_no_heavy_optional_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_ui_imports_pandas_whole_before_any_page_draws_a_chart():
+    """Catches a page's plotly chart seeing pandas half-imported by another session's thread (plotly reads
+    sys.modules["pandas"] without importing it): `import ui`, which every session does first, must leave pandas
+    complete, not merely begun or absent."""
+    code = ("import sys; import ui; import _plotly_utils.basevalidators as v, numpy as np\n"
+            "print(hasattr(sys.modules.get('pandas'), 'Series'), v.is_homogeneous_array(np.arange(3)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]

@@ -8,7 +8,7 @@ from tests.waiting import wait_until
 
 from core.engine.config import TrainConfig, memory_estimate
 from core.store import scheduler as S
-from core.store.runs import AdmissionError, RunPermissionError, RunStore
+from core.store.runs import AdmissionError, DuplicateRunError, RunPermissionError, RunStore
 
 TINY = dict(max_batches=5, epochs=1)
 LONG = dict(max_batches=400, epochs=3)  # long enough to be seen training, paused and stopped
@@ -179,3 +179,16 @@ def test_only_the_owner_or_the_teacher_acts_on_a_run(tmp_path, data_dir):
     store.rename(run.id, "teacher's name", by=None)
     assert RunStore(tmp_path / "runs", data_dir).get(run.id).owner == "ann"  # kept through a rename
     store.delete(run.id, by="ann")
+
+
+def test_the_same_settings_of_another_learner_are_not_a_duplicate(one_slot):
+    """Catches a duplicate check across learners: in a class every learner starts the settings of the same lesson
+    link, and each learner after the first was asked to confirm a "duplicate" of a run that is not theirs (named,
+    with its id). A learner's own identical run is still one."""
+    config = TrainConfig(**LONG)
+    ann = one_slot.start(config, owner="ann")
+    ben = one_slot.start(config, owner="ben")  # queued behind Ann's, and not a duplicate of it
+    with pytest.raises(DuplicateRunError, match=ann.id):
+        one_slot.start(config, owner="ann")
+    assert one_slot.find_live(config, "ben").id == ben.id and one_slot.find_live(config, "cy") is None
+    one_slot.start(config, owner="ann", allow_duplicate=True)

@@ -25,33 +25,36 @@ def slider_log_values(lo: float, hi: float, default: float, extra: float | None 
 
 def _widget(col, prefix: str, name: str, default: Any, opt: C.Option, values: dict[str, Any]) -> Any:
     key, label = field_key(prefix, name), opt.label
-    # A value already in the session (set by a lesson link, ui/links.py) wins over the default: the widget is then
-    # given no default of its own.
-    held = st.session_state.get(key, None)
+    # Every widget is given its current value as its default: the value a lesson link (ui/links.py) or an earlier run
+    # left in the session, else the field's default. Left without a default while the session held a value, a widget
+    # that a browser drew afresh (the run before was interrupted before its page reached the browser, as a rerun does
+    # under load) showed its own default, the minimum or first option, and sent that back: batch size 1, learning
+    # rate 1e-06 (benchmarks/bench_class.py).
     given = key in st.session_state
+    current = st.session_state[key] if given else default
     if opt.kind == "choice":
         choices = list(opt.choices())
-        kw = {} if given and held in choices else {"index": choices.index(default) if default in choices else 0}
-        return col.selectbox(label, choices, key=key, format_func=opt.choice_label or str, help=opt.help, **kw)
+        index = choices.index(current) if current in choices else choices.index(default) if default in choices else 0
+        return col.selectbox(label, choices, index=index, key=key, format_func=opt.choice_label or str, help=opt.help)
     if opt.kind == "bool":
-        return col.toggle(label, key=key, help=opt.help, **({} if given else {"value": default}))
+        return col.toggle(label, value=bool(current), key=key, help=opt.help)
     if opt.kind == "int":
-        return int(col.number_input(label, int(opt.lo), int(opt.hi), step=1, key=key, help=opt.help,
-                                    **({} if given else {"value": default})))
+        return int(col.number_input(label, int(opt.lo), int(opt.hi), value=int(current), step=1, key=key,
+                                    help=opt.help))
     if opt.kind == "optional_int":
-        n = int(col.number_input(label, 0, int(opt.hi), step=1, key=key, help=opt.help,
-                                 **({} if given else {"value": default or 0})))
+        n = int(col.number_input(label, 0, int(opt.hi), value=int(current or 0), step=1, key=key, help=opt.help))
         return n or None
     if opt.kind == "float" and opt.log:
-        grid = slider_log_values(opt.lo, opt.hi, default, held if given else None)
-        return float(col.select_slider(label, grid, key=key, format_func=lambda v: f"{v:g}",
-                                       help=opt.help + " (log scale)", **({} if given else {"value": default})))
+        grid = slider_log_values(opt.lo, opt.hi, default, current if given else None)
+        near = min(grid, key=lambda v: abs(v - float(current)))  # the grid holds `current`, rounded to 6 digits
+        return float(col.select_slider(label, grid, value=near, key=key, format_func=lambda v: f"{v:g}",
+                                       help=opt.help + " (log scale)"))
     if opt.kind == "float":
-        return float(col.number_input(label, float(opt.lo), float(opt.hi), step=0.001, format="%.4g", key=key,
-                                      help=opt.help, **({} if given else {"value": float(default)})))
+        return float(col.number_input(label, float(opt.lo), float(opt.hi), value=float(current), step=0.001,
+                                      format="%.4g", key=key, help=opt.help))
     if opt.kind == "sizes":
-        text = col.text_input(label, key=key, help=opt.help, **({} if given else {"value": ", ".join(map(str, default))}))
-        return opt.parse(name, text)  # ValueError names the field
+        text = current if isinstance(current, str) else ", ".join(map(str, default))
+        return opt.parse(name, col.text_input(label, value=text, key=key, help=opt.help))  # ValueError names the field
     raise TypeError(f"no widget for option kind {opt.kind!r} ({name})")
 
 

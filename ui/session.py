@@ -57,6 +57,15 @@ def learner_book() -> LearnerBook:
 def viewer() -> Viewer:
     """The viewer of this page view. In class mode without a known key it shows the form to join the class and
     stops the page there (a learner chooses a name once)."""
+    if (who := known_viewer()) is not None:
+        return who
+    _join_form(unknown=bool(st.query_params.get(LEARNER_PARAM) or st.session_state.get(K.SESSION_LEARNER)))
+    st.stop()
+
+
+def known_viewer() -> Viewer | None:
+    """The viewer, or None for someone in class mode who has not joined yet (app.py asks first: the navigation must
+    know the page a link named before the form to join shows, or the form's rerun lands on the default page)."""
     if teacher_key() is None:
         return Viewer()
     params = st.query_params
@@ -70,8 +79,7 @@ def viewer() -> Viewer:
         st.session_state[K.SESSION_LEARNER] = key
         _keep_in_url(LEARNER_PARAM, key)
         return Viewer(learner=learner, class_mode=True)
-    _join_form(unknown=bool(key))
-    st.stop()
+    return None
 
 
 def _keep_in_url(param: str, key: str) -> None:

@@ -19,7 +19,8 @@ from core.engine.config import TrainConfig
 from core.engine.data import load_dataset, normalize
 from core.engine.models import MLP
 from core.store.groups import LabKind
-from core.store.runs import RunInfo, RunStore
+from core.store.runs import AdmissionError, RunInfo, RunStore
+from core.store.scheduler import EVERYONE
 from core.engine.snapshot import RunSnapshot
 
 QUANTILES = (0.15, 0.50, 0.85)  # the percentiles of Ioffe & Szegedy (2015), figure 1
@@ -214,32 +215,48 @@ DEFAULT_SEEDS = MIN_SEEDS_FOR_VERDICT  # the page's default, so that a first twi
 MAX_SEEDS = 5
 
 
-def start_twins(store: RunStore, base: TrainConfig, seeds: list[int], probe_every: int = 25) -> str:
+def start_twins(store: RunStore, base: TrainConfig, seeds: list[int], probe_every: int = 25,
+                owner: str = EVERYONE) -> str:
     """BN and no-BN runs for each seed, identical in everything else (same seed: same initial Linear
-    weights and minibatch order). They run one after another, so each gets the whole CPU."""
+    weights and minibatch order). They run one after another, so each gets the whole CPU. `owner`: the learner
+    who started them (class mode). AdmissionError, with no run of the set left queued, when the scheduler refuses
+    one of them."""
     if not 1 <= len(seeds) <= MAX_SEEDS:
         raise ValueError(f"seeds: choose 1 to {MAX_SEEDS} seeds per arm, got {len(seeds)}")
-    group, prev = LabKind.TWINS.new_id(), None
-    for seed in seeds:
-        for bn in (True, False):
-            cfg = replace(base, batch_norm=bn, seed=seed, double_softmax=False)
-            run = store.start(cfg, name=f"{'BN' if bn else 'no-BN'} seed {seed} ({group})", allow_duplicate=True,
-                              group=group, after=prev, probe=BNProbe(probe_every))
-            prev = run.id
+    group = LabKind.TWINS.new_id()
+    _start_chain(store, group, owner, [(replace(base, batch_norm=bn, seed=seed, double_softmax=False),
+                                        f"{'BN' if bn else 'no-BN'} seed {seed} ({group})", BNProbe(probe_every))
+                                       for seed in seeds for bn in (True, False)])
     return group
 
 
 LR_SWEEP = (1e-3, 1e-2, 5e-2)
 
 
-def start_lr_sweep(store: RunStore, base: TrainConfig, lrs: tuple[float, ...] = LR_SWEEP) -> str:
-    group, prev = LabKind.LR_SWEEP.new_id(), None
-    for lr in lrs:
-        for bn in (True, False):
-            cfg = replace(base, batch_norm=bn, lr=lr, double_softmax=False)
-            prev = store.start(cfg, name=f"{'BN' if bn else 'no-BN'} lr {lr:g} ({group})", allow_duplicate=True,
-                               group=group, after=prev).id
+def start_lr_sweep(store: RunStore, base: TrainConfig, lrs: tuple[float, ...] = LR_SWEEP, owner: str = EVERYONE) -> str:
+    group = LabKind.LR_SWEEP.new_id()
+    _start_chain(store, group, owner, [(replace(base, batch_norm=bn, lr=lr, double_softmax=False),
+                                        f"{'BN' if bn else 'no-BN'} lr {lr:g} ({group})", None)
+                                       for lr in lrs for bn in (True, False)])
     return group
+
+
+def _start_chain(store: RunStore, group: str, owner: str, runs: list[tuple[TrainConfig, str, BNProbe | None]]) -> None:
+    """Queue `runs` as one set, each after the one before; all or none: a refused run takes back the ones queued."""
+    started: list[str] = []
+    try:
+        for cfg, name, probe in runs:
+            started.append(store.start(cfg, name=name, allow_duplicate=True, group=group, owner=owner, probe=probe,
+                                       after=started[-1] if started else None).id)
+    except AdmissionError:
+        for run_id in reversed(started):  # all but the first wait behind it; the first may have begun a moment ago
+            store.stop(run_id)
+            store.trainer(run_id).join(30)
+            try:
+                store.delete(run_id)
+            except RuntimeError:
+                pass  # still ending after 30 s: it stays, listed as stopped
+        raise
 
 
 # --- summaries ---------------------------------------------------------------------------------

@@ -444,9 +444,10 @@ class RunStore:
     def live_runs(self) -> list[RunInfo]:
         return [r for r in self.list() if r.live]
 
-    def find_live(self, config: TrainConfig) -> RunInfo | None:
-        """A live run with the same training settings, if any (to refuse silent duplicates)."""
-        return next((r for r in self.live_runs() if r.config == config), None)
+    def find_live(self, config: TrainConfig, owner: str | None = None) -> RunInfo | None:
+        """A live run with the same training settings, if any (to refuse silent duplicates); with `owner`, one of that
+        learner's only (in a class every learner may start the settings of one lesson link)."""
+        return next((r for r in self.live_runs() if r.config == config and owner in (None, r.owner)), None)
 
     # --- starting and controlling ---------------------------------------------------------
     def start(self, config: TrainConfig, name: str | None = None, allow_duplicate: bool = False,
@@ -464,7 +465,7 @@ class RunStore:
             tags = {**(tags or {}), "precision_auto": config.precision_choice.describe()}
         need = memory_estimate(config)
         with self._lock:
-            if not allow_duplicate and (dup := self.find_live(config)):
+            if not allow_duplicate and (dup := self.find_live(config, owner)):
                 raise DuplicateRunError(f"An identical run is already training: {dup.name} ({dup.id}).")
             self._order += 1
             job = Job("", owner, need.total, self._order, after)
