@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run test bench bench-quick bench-cpu bench-step bench-drawings bench-frameworks bench-paper bench-cluster draw-latency screenshot setup gpu-data
+.PHONY: run test bench bench-quick bench-cpu bench-step bench-drawings bench-frameworks bench-paper bench-cluster bench-class draw-latency screenshot setup gpu-data
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,10 @@ bench-frameworks: setup
 bench-paper: setup
 	$(PY) benchmarks/bench_bn_paper.py --part lr
 	$(PY) benchmarks/bench_bn_paper.py --part pair --rounds 2
+
+bench-class: setup  # 30 learners on one class-mode server, in Chromium: queue, memory, order, page response
+	bash scripts/ensure_chromium.sh
+	$(PY) benchmarks/bench_class.py
 
 bench-cluster: setup  # the Ray executor on a two-node cluster started on this machine, against in-process
 	$(PY) benchmarks/bench_cluster.py
