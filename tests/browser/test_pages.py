@@ -38,6 +38,7 @@ def lab_runs(runs_dir, data_dir):
     from core.lessons.batchnorm import start_lr_sweep, start_twins
 
     store = RunStore(runs_dir, data_dir)
+    store.start(TrainConfig(epochs=1, max_batches=100), name="mine")  # a run of the learner's, to evaluate
     start_twins(store, TrainConfig(epochs=2, max_batches=40), [0, 1])
     start_lr_sweep(store, TrainConfig(epochs=1, max_batches=20))
     wait_until(lambda: not any(r.live for r in store.list()), 600, 0.2, "the lab runs to finish")
@@ -110,3 +111,33 @@ def test_batchnorm_lab_one_colour_per_arm(lab_runs, server, browser_page, screen
     assert charts_with["BN"] >= 9 and charts_with["no-BN"] >= 5, charts_with  # every chart of an arm counted
     assert len(seen["BN"]) == 1 and len(seen["no-BN"]) == 1, seen
     assert seen["BN"] != seen["no-BN"], seen
+
+
+def test_a_click_on_a_confusion_cell_shows_that_pairs_mistakes(lab_runs, server, browser_page, screenshots):
+    """Evaluate a run, click the off-diagonal cell with the most errors: the gallery's heading names that pair
+    and its count, and every caption under the images is that pair; "Show every pair" brings the whole gallery
+    back. Catches a click that is not read (plotly selects no heatmap cell) and a filter that keeps other pairs."""
+    page = browser_page
+    page.set_viewport_size(VIEWPORT)
+    page.goto(f"{server}/runs")
+    page.get_by_role("tab", name="Evaluate a run").click()
+    page.get_by_text("Misclassified test images, highest loss first").wait_for(timeout=120_000)
+    settle(page)
+    cell = page.evaluate("""() => { const g = [...document.querySelectorAll('.js-plotly-plot')]
+        .find(p => ((p._fullLayout.title || {}).text || '').includes('Confusion matrix'));
+      g.scrollIntoView({block: 'center'});  // a click lands only inside the window
+      const t = g._fullData[0]; let best = -1;  // trace 0: the off-diagonal cells
+      t.marker.color.forEach((v, i) => { if (best < 0 || v > t.marker.color[best]) best = i; });
+      const area = g.querySelector('.nsewdrag').getBoundingClientRect();
+      return {x: area.left + g._fullLayout.xaxis.d2p(t.x[best]), y: area.top + g._fullLayout.yaxis.d2p(t.y[best]),
+              true: t.y[best], predicted: t.x[best], count: t.text[best]}; }""")
+    page.mouse.click(cell["x"], cell["y"])
+    heading = page.get_by_text(f"True {cell['true']}, read as {cell['predicted']}")
+    heading.wait_for(timeout=60_000)
+    assert f": {cell['count']} of the" in heading.inner_text(), (heading.inner_text(), cell)
+    settle(page)
+    captions = page.get_by_test_id("stImageCaption").all_inner_texts()
+    assert captions and all(c.startswith(f"{cell['true']}→{cell['predicted']} ") for c in captions), captions
+    page.screenshot(path=str(screenshots / "runs-confusion-pair.png"), full_page=True)
+    page.get_by_role("button", name="Show every pair").click()
+    page.get_by_text("Misclassified test images, highest loss first").wait_for(timeout=60_000)
