@@ -58,14 +58,14 @@ with left:
     data = data_check(config.dataset if config else "mnist")
     with notice:
         data_notice(data, K.TRAIN)
+    st.session_state.pop(K.TRAIN_REFUSED, None)
+    if st.button("Start", icon=":material/play_arrow:", key=K.TRAIN_START, type="primary",  # in view at 1400x900
+                 disabled=config is None or not data.ok, help=blocked_help(data)):
+        start(config)
     if config is not None:
         duration_caption([config], data)
         if config.precision_choice is not None:
             st.caption(f"Arithmetic: {config.precision_choice.describe()}.")
-    st.session_state.pop(K.TRAIN_REFUSED, None)
-    if st.button("Start", icon=":material/play_arrow:", key=K.TRAIN_START, type="primary",
-                 disabled=config is None or not data.ok, help=blocked_help(data)):
-        start(config)
     if refused := st.session_state.get(K.TRAIN_REFUSED):
         st.error(plain(refused), icon=":material/block:")
     link_box(LINK)

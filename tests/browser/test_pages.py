@@ -132,7 +132,8 @@ def test_a_click_on_a_confusion_cell_shows_that_pairs_mistakes(lab_runs, server,
       return {x: area.left + g._fullLayout.xaxis.d2p(t.x[best]), y: area.top + g._fullLayout.yaxis.d2p(t.y[best]),
               true: t.y[best], predicted: t.x[best], count: t.text[best]}; }""")
     page.mouse.click(cell["x"], cell["y"])
-    heading = page.get_by_text(f"True {cell['true']}, read as {cell['predicted']}")
+    heading = page.get_by_test_id("stMarkdownContainer").filter(
+        has_text=f"True {cell['true']}, read as {cell['predicted']}").first
     heading.wait_for(timeout=60_000)
     assert f": {cell['count']} of the" in heading.inner_text(), (heading.inner_text(), cell)
     settle(page)
