@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run test bench bench-quick bench-cpu bench-step bench-drawings bench-frameworks draw-latency screenshot setup gpu-data
+.PHONY: run test bench bench-quick bench-cpu bench-step bench-drawings bench-frameworks bench-pages draw-latency screenshot setup gpu-data
 
 setup: $(VENV)/.installed
 
@@ -42,6 +42,10 @@ bench-drawings: setup
 
 bench-frameworks: setup
 	$(PY) benchmarks/bench_frameworks.py
+
+bench-pages: setup  # per page load time in Chromium, warm / click / cold, 0 and 50 runs on disk (benchmarks/README.md)
+	bash scripts/ensure_chromium.sh
+	$(PY) benchmarks/bench_pages.py
 
 draw-latency: setup
 	bash scripts/ensure_chromium.sh
