@@ -84,6 +84,9 @@ def server(runs_dir: Path, data_dir: str, app_dir: Path = ROOT):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, RUNS_DIR=str(runs_dir), DATA_DIR=data_dir, DRAWINGS_DIR=tempfile.mkdtemp())
+    # As the test suite does: "auto" arithmetic without measuring it (a one-off timing that would land in the
+    # first page view timed)
+    env.setdefault("PRECISION_AUTO", "fp32")
     log = open(Path(tempfile.mkdtemp()) / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true",
@@ -117,7 +120,8 @@ def load_seconds(tab, url: str) -> float:
     while time.time() < deadline:
         s = tab.evaluate(STATE_JS)
         if s["error"]:
-            raise RuntimeError(f"{url} shows an exception")
+            text = tab.get_by_test_id("stException").first.inner_text()[:600]
+            raise RuntimeError(f"{url} shows an exception: {text}")
         if s["script"] == "notRunning" and s["title"] and s["now"] - s["last"] >= QUIET_S * 1000:
             return s["last"] / 1000
         time.sleep(0.1)
