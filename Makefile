@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run test bench bench-quick bench-cpu bench-step bench-drawings bench-frameworks bench-paper bench-cluster bench-class draw-latency screenshot setup gpu-data
+.PHONY: run test bench bench-quick bench-cpu bench-step bench-drawings bench-frameworks bench-paper bench-cluster bench-class bench-pages draw-latency screenshot setup gpu-data
 
 setup: $(VENV)/.installed
 
@@ -53,6 +53,10 @@ bench-class: setup  # 30 learners on one class-mode server, in Chromium: queue, 
 
 bench-cluster: setup  # the Ray executor on a two-node cluster started on this machine, against in-process
 	$(PY) benchmarks/bench_cluster.py
+
+bench-pages: setup  # per page load time in Chromium, warm / click / cold, 0 and 50 runs on disk (benchmarks/README.md)
+	bash scripts/ensure_chromium.sh
+	$(PY) benchmarks/bench_pages.py
 
 draw-latency: setup
 	bash scripts/ensure_chromium.sh

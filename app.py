@@ -1,10 +1,12 @@
-"""Navigation only: every page in pages/ is listed here (st.navigation turns auto-discovery off)."""
-import core  # noqa: F401 - first: applies the CPU threading policy before anything loads torch (core/engine/cpu.py)
-import streamlit as st
+"""Navigation only: every page in pages/ is listed here (st.navigation turns auto-discovery off).
 
-import ui  # noqa: F401 - makes direct page URLs work on a fresh server (ui/navigation.py)
-from ui.live import watch_runs
-from ui.session import known_viewer, viewer
+The navigation goes out before anything heavy is imported: on the first page view after a server start, importing
+PyTorch takes seconds, and the menu and a note show meanwhile instead of a blank page. (In class mode the menu
+depends on who is looking, which takes the run store: it goes out after the imports.)"""
+import os
+import sys
+
+import streamlit as st
 
 st.set_page_config(page_title="MNIST teaching dashboard", page_icon=":material/psychology:", layout="wide")
 
@@ -18,10 +20,28 @@ PAGES = [
     st.Page("pages/frameworks.py", title="Frameworks", icon=":material/code:"),
     st.Page("pages/draw.py", title="Draw a digit", icon=":material/draw:"),
 ]
-who = known_viewer()  # class mode (TEACHER_KEY set): the teacher, a learner known by the key in the URL, or None
-if who is not None and who.teacher:
-    PAGES.append(st.Page("pages/class_room.py", title="Class", icon=":material/groups:"))
-page = st.navigation(PAGES)
+# The menu in a bar at the top: the pages get the whole width (a sidebar keeps 300 px down to a 769 px window),
+# and where the bar is too narrow the pages that do not fit go into its "more" menu.
+class_mode = bool(os.environ.get("TEACHER_KEY", "").strip())  # core.store.learners.teacher_key, before torch loads
+page = None if class_mode else st.navigation(PAGES, position="top")
+starting = "torch" not in sys.modules
+if starting:
+    notice = st.empty()
+    notice.caption(":material/hourglass_top: Loading PyTorch: the first page after the server starts takes a few "
+                   "seconds more.")
+
+import core  # noqa: E402 F401 - before anything loads torch: applies the CPU threading policy (core/engine/cpu.py)
+import ui  # noqa: E402 F401 - makes direct page URLs work on a fresh server (ui/navigation.py)
+from ui.live import watch_runs  # noqa: E402
+from ui.session import known_viewer, viewer  # noqa: E402
+
+if starting:
+    notice.empty()
+if page is None:
+    who = known_viewer()  # class mode: the teacher, a learner known by the key in the URL, or None (not joined yet)
+    if who is not None and who.teacher:
+        PAGES.append(st.Page("pages/class_room.py", title="Class", icon=":material/groups:"))
+    page = st.navigation(PAGES, position="top")
 viewer()  # a learner not known yet joins here, after the navigation: the form's rerun stays on the page the link named
 watch_runs()  # every tab redraws when a run starts, pauses or ends elsewhere (ui/live.py)
 page.run()

@@ -1,23 +1,20 @@
-"""BatchNorm lab: twin runs that differ only in BN, side by side, and what BN does inside the network."""
+"""BatchNorm lab: twin runs that differ only in BN, side by side, and what BN does inside the network. The lab's
+parts are tabs, and only the open one runs and is drawn (ui/bnlab.py draws them)."""
+import ui  # noqa: F401 - first: on a fresh server's first request, switches to app.py's menu before torch loads
 import streamlit as st
 
-from core import TrainConfig, WeightsError
 from dataclasses import replace
 
-from core.lessons.batchnorm import (DEFAULT_SEEDS, LR_SWEEP, MAX_SEEDS, MIN_SEEDS_FOR_VERDICT, bn_parameters,
-                                    group_runs, lab_groups, noise_verdict, read_probe, seed_pairs,
-                                    standard_normal_percentiles, start_lr_sweep, start_twins, summarize_arm,
-                                    train_vs_eval)
-from core.engine.data import dataset_spec
-from core.lessons.evaluation import class_shares, one_class_answer
+from core import TrainConfig
+from core.lessons.batchnorm import DEFAULT_SEEDS, MAX_SEEDS, MIN_SEEDS_FOR_VERDICT, group_runs, lab_groups, start_twins
 from core.store.groups import LabKind
 from core.store.pace import estimate
 from core.store.runs import AdmissionError
 from ui import keys as K
-from ui.data import blocked_help, data_check, data_line, data_notice
-from ui.figures import arm_band_figure, bar_figure, line_figure, percentile_figure
+from ui.bnlab import any_bn_run, inside_view, modes_view, sweep_view, twins_view
+from ui.data import blocked_help, data_check, data_notice
 from ui.bn_paper import paper_mode_section
-from ui.registry import BROKEN, get_store, plain
+from ui.registry import get_store, plain
 from ui.session import viewer
 
 st.title("BatchNorm lab")
@@ -48,276 +45,38 @@ with st.container(border=True):
         except AdmissionError as e:
             st.error(plain(str(e)), icon=":material/block:")
 
-
-def final_cell(s) -> str:
-    """Mean ± standard deviation over seeds; with one seed the spread is unknown, not zero."""
-    if s.final_mean is None:
-        return "–"
-    if len(s.final_acc) < 2:
-        return f"{s.final_mean:.2%} (one seed: spread unknown)"
-    return f"{s.final_mean:.2%} ± {s.final_sd:.2%} (sd over {len(s.final_acc)} seeds)"
-
-
-def failures(runs) -> None:
-    """Runs of a set that failed or diverged, each with its message: an empty chart is never the only sign."""
-    for r in runs:
-        if r.snapshot.status in BROKEN:
-            st.error(f"{plain(r.name)} {r.snapshot.status}: {plain(r.snapshot.error)}")
-
-
-def modes_section(bn_run) -> None:
-    """Train mode vs eval mode, with a BN run that completed an epoch (a twin, else any of the store's)."""
-    st.header("Train mode vs eval mode")
-    st.markdown("In train mode BN normalises with the statistics of the current batch; in eval mode with the running "
-                "averages it learned. A single drawn digit is a batch of one: its own mean is itself, so train mode "
-                "would erase it — that is why the Draw page classifies in eval mode.")
-    if bn_run is None:
-        st.info("Needs a BN run that completed an epoch.")
-    else:
-        data_line(data, "the comparison")
-        if st.button("Classify 512 test images both ways", key=K.BN_MODES, disabled=not data.ok, help=blocked_help(data)):
-            with st.spinner("Classifying…"):
-                st.session_state[K.BN_MODES_RESULT] = (bn_run.id, train_vs_eval(store.load_model(bn_run.id), "mnist", store.data_dir))
-        saved = st.session_state.get(K.BN_MODES_RESULT)
-        if saved and saved[0] == bn_run.id:
-            res = saved[1]
-            st.dataframe([{"batch size": m.batch_size, "eval mode (running stats)": f"{m.eval_acc:.2%}",
-                           "train mode (batch stats)": f"{m.train_acc:.2%}" if m.train_acc is not None else "cannot run (below)"}
-                          for m in res], hide_index=True)
-            for m in res:
-                if m.lesson:
-                    st.info(plain(m.lesson), icon=":material/school:")
-            ok = [m for m in res if m.train_acc is not None]
-            st.markdown(f"Eval mode gives {res[0].eval_acc:.2%} at every batch size. Train mode gives "
-                        + ", ".join(f"{m.train_acc:.2%} at batch {m.batch_size}" for m in ok)
-                        + (f"; at batch size {res[0].batch_size} it cannot run at all." if res[0].train_acc is None else "."))
-
-
-def sweep_section() -> None:
-    """The learning-rate sweep: its own runs, independent of the twins."""
-    st.header("Learning-rate headroom")
-    sweep_cfg = TrainConfig(epochs=1, max_batches=150)
-    sweep_guess = estimate(store.list(), [replace(sweep_cfg, batch_norm=bn, lr=lr) for lr in LR_SWEEP for bn in (True, False)],
-                           prefer=lambda r: LabKind.LR_SWEEP.owns(r.group))
-    st.markdown(f"BN is said to tolerate larger learning rates. This trains both arms at lr = {', '.join(f'{v:g}' for v in LR_SWEEP)} "
-                f"for {sweep_cfg.max_batches} batches each ({len(LR_SWEEP) * 2} runs): **{sweep_guess.describe()}** on this "
-                f"machine ({sweep_guess.basis}).")
-    data_line(data, "the sweep")
-    if st.button("Run the sweep", key=K.BN_SWEEP_START, disabled=not data.ok, help=blocked_help(data)):
-        try:
-            st.session_state[K.BN_SWEEP_GROUP] = start_lr_sweep(store, sweep_cfg, owner=who.owner)
-        except AdmissionError as e:
-            st.error(plain(str(e)), icon=":material/block:")
-    sweeps = lab_groups(store, LabKind.LR_SWEEP)
-    if sweeps:
-        sweep = st.session_state.get(K.BN_SWEEP_GROUP) if st.session_state.get(K.BN_SWEEP_GROUP) in sweeps else sweeps[0]
-        sweep_live = any(r.live for r in group_runs(store, sweep))
-
-        def collapsed_note(done: list[tuple[str, float, float]]) -> None:
-            """An arm whose accuracy is exactly one digit's share of the test set answers that digit for everything."""
-            if not data.ok:
-                return
-            shares, n = class_shares("mnist", store.data_dir), dataset_spec("mnist").test_size
-            hits = [(k, lr, a, c) for k, lr, a in done if (c := one_class_answer(a, shares, n)) is not None]
-            for k, lr, a, c in hits:
-                st.info(f"**{k} at lr {lr:g}: {a:.2%}** is exactly the share of {c}s among the {n:,} test images "
-                        f"({round(shares[c] * n):,} of them): what a network scores when it answers {c} for every image. "
-                        f"At this learning rate the {k} network collapsed and learned nothing about the digits (guessing "
-                        f"at random would score about {1 / len(shares):.0%}).", icon=":material/info:")
-
-        @st.fragment(run_every=1.0 if sweep_live else None)
-        def sweep_view() -> None:
-            runs = group_runs(store, sweep)
-            series = {}
-            for bn in (True, False):
-                arm = sorted((r for r in runs if r.config.batch_norm == bn), key=lambda r: r.config.lr)
-                series["BN" if bn else "no-BN"] = [r.snapshot.final.test_acc if r.snapshot.final else None for r in arm]
-            lrs = sorted({r.config.lr for r in runs})
-            failures(runs)
-            st.plotly_chart(line_figure(lrs, series, f"Test accuracy after {runs[0].config.max_batches} batches vs learning rate",
-                                        "learning rate", "test accuracy", log_x=True, percent=True),
-                            key="bn_sweep", width="stretch")
-            done = [(k, lr, a) for k, v in series.items() for lr, a in zip(lrs, v) if a is not None]
-            if done:
-                st.markdown("; ".join(f"{k} at lr {lr:g}: {a:.2%}" for k, lr, a in done) + ".")
-                collapsed_note(done)
-            if sweep_live and not any(r.live for r in group_runs(store, sweep)):
-                st.rerun(scope="app")
-
-        sweep_view()
-
-
-def any_bn_run():
-    return next((r for r in store.list() if r.config.batch_norm and r.config.dataset == "mnist" and r.snapshot.history
-                 and not r.live), None)
-
-
 groups = lab_groups(store, LabKind.TWINS)
-if not groups:
-    st.info("No twin runs yet: press **Train twins**. Fewer batches per epoch make a quick first try.")
-    modes_section(any_bn_run())
-    sweep_section()
-    paper_mode_section(store, data)
-    st.stop()
-if st.session_state.get(K.BN_GROUP) not in groups:
-    st.session_state[K.BN_GROUP] = groups[0]
+runs = []
+if groups:
+    if st.session_state.get(K.BN_GROUP) not in groups:
+        st.session_state[K.BN_GROUP] = groups[0]
 
+    def group_label(g: str) -> str:
+        rs = group_runs(store, g)
+        return f"{g}: {len(rs) // 2} seed(s) per arm, {rs[0].config.epochs} epochs, lr {rs[0].config.lr:g}"
 
-def group_label(g: str) -> str:
-    runs = group_runs(store, g)
-    return f"{g}: {len(runs) // 2} seed(s) per arm, {runs[0].config.epochs} epochs, lr {runs[0].config.lr:g}"
-
-
-group = st.selectbox("Twin set", groups, key=K.BN_GROUP, format_func=group_label)
-live_now = any(r.live for r in group_runs(store, group))
-
-
-def summary_rows(summaries: dict) -> list[dict]:
-    rows = []
-    for arm, s in summaries.items():
-        row = {"arm": arm, "runs": s.runs,
-               "final test acc": final_cell(s),
-               "highest test acc (epoch picked on the test set)": f"{s.best_mean:.2%}" if s.best_mean is not None else "–",
-               "s / epoch": f"{s.seconds_per_epoch:.2f}" if s.seconds_per_epoch else "–"}
-        for t, (ep, sec, n) in s.reach.items():
-            runs = len(s.final_acc)
-            row[f"to {t:.0%}: epochs"] = f"{ep:.1f} ({n} of {runs} runs)" if n else f"not reached (0 of {runs})"
-            row[f"to {t:.0%}: seconds"] = f"{sec:.1f} (mean of the {n} that got there)" if n else "–"
-        rows.append(row)
-    return rows
-
-
-@st.fragment(run_every=1.0 if live_now else None)
-def comparison() -> None:
+    group = st.selectbox("Twin set", groups, key=K.BN_GROUP, format_func=group_label)
     runs = group_runs(store, group)
-    arms = {"BN": [r.snapshot for r in runs if r.config.batch_norm], "no-BN": [r.snapshot for r in runs if not r.config.batch_norm]}
-    done = sum(not r.live for r in runs)
-    if any(r.live for r in runs):
-        st.progress(done / len(runs), text=f"{done} of {len(runs)} runs done")
-        if st.button("Stop this twin set", key=K.BN_STOP):
-            for r in runs:
-                store.stop(r.id)
-    failures(runs)
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(arm_band_figure(arms, "loss"), key="bn_loss", width="stretch")
-    c2.plotly_chart(arm_band_figure(arms, "test_acc", epochs=runs[0].config.epochs), key="bn_acc", width="stretch")
-    st.dataframe(summary_rows({arm: summarize_arm(snaps) for arm, snaps in arms.items()}), hide_index=True)
-    st.caption("Final: the last epoch. *Highest*: each run's best epoch, mean over seeds; the epoch is chosen by "
-               "looking at the test set, so it overstates what a model picked without the test set would score.")
-    st.markdown(noise_verdict(seed_pairs(runs)))
-    if live_now and not any(r.live for r in group_runs(store, group)):
-        st.rerun(scope="app")
-
-
-comparison()
-runs = group_runs(store, group)
-first_seed = min(r.config.seed for r in runs)
-inside_runs = {("BN" if r.config.batch_norm else "no-BN"): r for r in runs if r.config.seed == first_seed}
-inside_live = any(r.live for r in inside_runs.values())
-
-st.header("Inside the network")
-
-
-def percentile_view(probes: dict, layer: int, units: int) -> int:
-    """The percentile chart for one unit or the pooled layer; returns the unit chosen."""
-    pooled = "all units of the layer pooled"
-    views = (["one unit (as in Ioffe & Szegedy, figure 1)"] if units else []) + [pooled]
-    c1, c2 = st.columns([3, 1])
-    view = c1.radio("Percentiles of", views, horizontal=True, key=K.BN_PCT_VIEW)
-    unit = c2.selectbox("Unit (one-unit view, mean and variance)", list(range(units)), key=K.BN_UNIT,
-                        format_func=lambda u: f"unit {u}") if units else 0
-    panels = {}
-    for label, p in probes.items():
-        samples = p.layer(layer)
-        name = f"{label}: Linear output" + (" (before BN)" if p.batch_norm else "")
-        panels[name] = (p.steps, [s.pre if view == pooled else s.pre_units[unit] for s in samples])
-        if p.batch_norm:
-            panels["BN: after BN"] = (p.steps, [s.post if view == pooled else s.post_units[unit] for s in samples])
-    what = f"all {runs[0].config.hidden[layer]} units pooled" if view == pooled else f"unit {unit}, over each batch"
-    st.plotly_chart(percentile_figure(panels, f"15th / 50th / 85th percentiles, layer {layer + 1}: {what}"),
-                    key="bn_percentiles", width="stretch")
-    if view == pooled:
-        lo, _, hi = standard_normal_percentiles()
-        st.caption(f"Pooled over every unit: BN standardises each unit on its own batch, so pooled percentiles after "
-                   f"BN sit near those of a standard normal ({lo:+.2f} … {hi:+.2f}) largely by construction, until γ "
-                   "and β move away from 1 and 0. Ioffe & Szegedy follow one unit: choose *one unit* to see that view.")
-    if "BN" in probes:
-        last = probes["BN"].records[-1]
-        s = last.layers[layer]
-        pre, post = (s.pre, s.post) if view == pooled else (s.pre_units[unit], s.post_units[unit])
-        st.markdown(f"At step {last.step} the middle 70% of layer {layer + 1}'s pre-activations "
-                    f"({what}) span {pre[0]:+.2f} … {pre[2]:+.2f} before BN and {post[0]:+.2f} … {post[2]:+.2f} after it.")
-    return unit
-
-
-def bn_statistics_view(p, layer: int, unit: int) -> None:
-    samples = p.layer(layer)
-    if not samples[0].running_mean:
-        return
-    u = unit if unit < len(samples[0].running_mean) else 0
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(line_figure(p.steps, {"batch mean": [s.batch_mean[u] for s in samples],
-                                          "running_mean": [s.running_mean[u] for s in samples]},
-                                f"BN layer {layer + 1}, unit {u}: mean", "step", "mean"), key="bn_stats_mean", width="stretch")
-    if samples[0].batch_var:
-        c2.plotly_chart(line_figure(p.steps, {"batch variance, unbiased (÷ (B − 1))": [s.batch_var[u] for s in samples],
-                                              "running_var": [s.running_var[u] for s in samples]},
-                                    f"BN layer {layer + 1}, unit {u}: variance", "step", "variance"),
-                        key="bn_stats_var", width="stretch")
-        st.caption("Like with like: PyTorch updates running_var with the *unbiased* batch variance (divided by B − 1), "
-                   "while it normalises the batch with the biased one (divided by B). Both curves here are what the "
-                   f"running average is built from and what it holds; each step running ← (1 − m)·running + m·batch "
-                   f"with this model's momentum m = {p.momentum:g}. The running curve trails the batch curve because it "
-                   "averages the recent batches.")
-    else:
-        c2.caption("This run's probe was recorded by an older version that stored the biased batch variance, which is "
-                   "not comparable with running_var: train a new twin set to see the variance.")
-
-
-@st.fragment(run_every=2.0 if inside_live else None)
-def inside_view() -> None:
-    if inside_live and not any(store.get(r.id).live for r in inside_runs.values()):
-        st.rerun(scope="app")  # the first seed's twins ended: redraw once, without polling
-    probes = {label: p for label, r in inside_runs.items() if (p := read_probe(store.probes(r.id)))}
-    broken = {label: s.status for label, r in inside_runs.items() if (s := store.get(r.id).snapshot).status in BROKEN}
-    if not probes and broken:  # e.g. the data went missing: say so instead of waiting for ever
-        st.warning(f"Nothing to show inside: seed {first_seed}'s " + " and ".join(
-            f"{label} run {status}" for label, status in broken.items()) + " before its first step (why: above).")
-        return
-    if not probes:
-        st.info(f"The inside view appears as soon as seed {first_seed}'s first run has taken its first training step "
-                "(the probe samples step 1 and every 25th step); it fills in while the twins train.")
-        return
-    n_layers = len(next(iter(probes.values())).records[0].layers)
-    layer = st.radio("Hidden layer", list(range(n_layers)), horizontal=True, key=K.BN_LAYER,
-                     format_func=lambda i: f"{i + 1} ({runs[0].config.hidden[i]} units)")
-    units = min(p.units for p in probes.values())
-    unit = percentile_view(probes, layer, units)
-    grads = {label: [s.grad_norm for s in p.layer(layer)] for label, p in probes.items()}
-    steps = next(iter(probes.values())).steps
-    m = min(len(v) for v in grads.values())
-    st.plotly_chart(line_figure(steps[:m], {k: v[:m] for k, v in grads.items()}, f"‖∂L/∂W‖, layer {layer + 1}", "step", "norm"),
-                    key="bn_grads", width="stretch")
-    if "BN" in probes:
-        bn_statistics_view(probes["BN"], layer, unit)
-        bn = inside_runs["BN"]
-        if not store.get(bn.id).snapshot.history:
-            st.caption("Learned γ and β appear when this BN run has completed its first epoch (its weights are "
-                       "saved at the end of each epoch).")
-            return
-        try:
-            params = bn_parameters(store.load_model(bn.id))[layer]
-        except WeightsError as e:
-            st.warning(str(e))
-            return
-        c1, c2 = st.columns(2)
-        c1.plotly_chart(bar_figure([str(i) for i in range(min(32, len(params["gamma"])))], params["gamma"][:32],
-                                   "Learned γ (first 32 features)"), key="bn_gamma", width="stretch")
-        c2.plotly_chart(bar_figure([str(i) for i in range(min(32, len(params["beta"])))], params["beta"][:32],
-                                   "Learned β (first 32 features)"), key="bn_beta", width="stretch")
-
-
-inside_view()
-modes_section(next((r for r in runs if r.config.batch_norm and r.snapshot.history), None) or any_bn_run())
-sweep_section()
-paper_mode_section(store, data)
+twins_tab, inside_tab, modes_tab, sweep_tab, paper_tab = st.tabs(K.BN_PARTS, key=K.BN_TAB, on_change="rerun")
+if twins_tab.open:
+    with twins_tab:
+        if runs:
+            twins_view(store, group)
+        else:
+            st.info("No twin runs yet: press **Train twins**. Fewer batches per epoch make a quick first try.")
+if inside_tab.open:
+    with inside_tab:
+        if runs:
+            inside_view(store, runs)
+        else:
+            st.info("What BN does inside the network shows here once a twin set has taken its first steps.")
+if modes_tab.open:
+    with modes_tab:
+        modes_view(store, data, next((r for r in runs if r.config.batch_norm and r.snapshot.history), None)
+                   or any_bn_run(store))
+if sweep_tab.open:
+    with sweep_tab:
+        sweep_view(store, data, who.owner)
+if paper_tab.open:
+    with paper_tab:
+        paper_mode_section(store, data)

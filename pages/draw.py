@@ -1,4 +1,5 @@
 """Draw a digit: live classification on a canvas, with the preprocessing made visible."""
+import ui  # noqa: F401 - first: on a fresh server's first request, switches to app.py's menu before torch loads
 import streamlit as st
 
 from core import WeightsError
@@ -21,6 +22,7 @@ st.title("Draw a digit")
 store = get_store()
 data = data_check("mnist")  # quick-training needs it; drawing with a trained model does not
 QUICK = QUICK_MODEL  # BatchNorm + the robust preset: trained to read drawings, not only MNIST's writers
+CANVAS = 280  # px, square; its column is at least this wide from a 800 px window up (tests/browser/test_draw.py)
 CANVAS_TOOLBAR = 36  # px above the canvas where streamlit-drawable-canvas puts its toolbar
 TINY_INK = 0.002  # share of the canvas: below this a drawing is a dot, not a digit
 
@@ -131,13 +133,13 @@ def canvas_and_prediction() -> None:
         n = st.session_state[K.DRAW_CANVAS_N]
         st.space(CANVAS_TOOLBAR)  # the canvas draws its toolbar just above itself: give it room of its own
         result = st_canvas(stroke_width=st.session_state[K.DRAW_STROKE], stroke_color="#000000", background_color="",
-                           height=280, width=280, drawing_mode="freedraw", update_streamlit=True,
+                           height=CANVAS, width=CANVAS, drawing_mode="freedraw", update_streamlit=True,
                            return_image_data=True, key=f"{K.DRAW_CANVAS}{n}")
-        c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
-        if c1.button("Clear", key=K.DRAW_CLEAR, icon=":material/ink_eraser:"):
-            st.session_state[K.DRAW_CANVAS_N] = n + 1  # a new key mounts a fresh, empty canvas
-            st.rerun(scope="fragment")
-        c2.slider("Stroke width", 6, 40, key=K.DRAW_STROKE)
+        with st.container(horizontal=True, vertical_alignment="bottom", gap="medium"):  # Clear keeps its whole label
+            if st.button("Clear", key=K.DRAW_CLEAR, icon=":material/ink_eraser:"):
+                st.session_state[K.DRAW_CANVAS_N] = n + 1  # a new key mounts a fresh, empty canvas
+                st.rerun(scope="fragment")
+            st.slider("Stroke width", 6, 40, key=K.DRAW_STROKE, width="stretch")
         naive = st.toggle("Naive resize instead (whole canvas squashed to 28x28)", key=K.DRAW_NAIVE)
     image = None if result is None else result.image_data
     try:

@@ -1,16 +1,19 @@
 """Home: what the dashboard is, a three-step path for a first visit, and every page."""
+import ui  # noqa: F401 - first: on a fresh server's first request, switches to app.py's menu before torch loads
 import streamlit as st
 
 from ui.data import data_check, data_notice
 from ui.registry import get_store, lab_kind
 
 st.title("Learn deep learning by training real networks on MNIST")
-st.write(
-    "Every page trains or inspects a real PyTorch multilayer perceptron "
-    "(784 → 512 → 256 → 128 → 32 → 10, ReLU, optional BatchNorm), and the Frameworks page its Keras twin. "
-    "On the Train, Runs, BatchNorm, Frameworks and Draw pages the numbers come from the runs you start; the Softmax explorer computes its panels from the values you set "
-    "(each checked against PyTorch autograd), and its experiment buttons train small models of their own."
-)
+st.write("Train a real PyTorch network on handwritten digits and watch what it learns.")
+with st.expander("What runs here, and where the numbers come from"):
+    st.write(
+        "Every page trains or inspects a real PyTorch multilayer perceptron "
+        "(784 → 512 → 256 → 128 → 32 → 10, ReLU, optional BatchNorm), and the Frameworks page its Keras twin. "
+        "On the Train, Runs, BatchNorm, Frameworks and Draw pages the numbers come from the runs you start; the "
+        "Softmax explorer computes its panels from the values you set (each checked against PyTorch autograd), and "
+        "its experiment buttons train small models of their own.")
 data_notice(data_check("mnist"), "home")
 
 trained = any(r.snapshot.history and lab_kind(r) is None for r in get_store().list())
@@ -38,4 +41,5 @@ st.page_link("pages/batchnorm.py", label="**BatchNorm lab**: BN / no-BN twins th
 st.page_link("pages/tuning.py", label="**Tuning lab**: random vs grid search, the right scale for a learning rate and for Adam's β1, coarse to fine, each an Optuna study you can stop and resume.", icon=":material/tune:")
 st.page_link("pages/softmax.py", label="**Softmax explorer**: logits → softmax → cross-entropy → gradient ŷ − y; one-hot vs ordinal labels; sigmoid vs 2-way softmax; the double-softmax bug.", icon=":material/functions:")
 st.page_link("pages/frameworks.py", label="**Frameworks**: the course's network in PyTorch and in Keras side by side, every default that differs, twin runs with the defaults matched one by one.", icon=":material/code:")
-st.caption("Every page in the menu on the left: Train, Runs & evaluation and Draw a digit are the three steps above.")
+st.caption("Every page is in the menu at the top: Train, Runs & evaluation and Draw a digit are the three steps "
+           "above.")

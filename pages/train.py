@@ -1,5 +1,6 @@
 """Train page: the settings on the left, the selected run's live curves on the right (in view without scrolling
 at 1400x900), Start / Pause / Resume / Stop."""
+import ui  # noqa: F401 - first: on a fresh server's first request, switches to app.py's menu before torch loads
 import streamlit as st
 
 from core import DuplicateRunError, TrainConfig
@@ -10,15 +11,17 @@ from core.lessons.softmax import double_softmax_warning
 from core.store.pace import steps_per_epoch
 from ui import keys as K
 from ui.config_form import config_form
+from ui.curves import accuracy_note, loss_options
 from ui.data import blocked_help, data_check, data_notice
 from ui.estimate import duration_caption
 from ui.figures import accuracy_figure, loss_figure
 from core.store.waiting import queue_waits
 from ui.links import apply_link, config_params, link_box
-from ui.registry import default_run, get_store, lab_kind, ordered_runs, plain, run_labels, unique_name
+from ui.registry import default_run, fresh_label, get_store, lab_kind, ordered_runs, plain, run_labels, unique_name
 from ui.session import viewer, visible_runs
 
 MAIN_SETTINGS = ("dataset", "batch_norm", "lr", "batch_size", "epochs", "max_batches")  # the rest: "More settings"
+METRIC_WIDTH = 150  # px: "Last test accuracy" and "98.23%" whole
 
 store, who = get_store(), viewer()
 st.title("Train a network")
@@ -55,14 +58,14 @@ with left:
     data = data_check(config.dataset if config else "mnist")
     with notice:
         data_notice(data, K.TRAIN)
+    st.session_state.pop(K.TRAIN_REFUSED, None)
+    if st.button("Start", icon=":material/play_arrow:", key=K.TRAIN_START, type="primary",  # in view at 1400x900
+                 disabled=config is None or not data.ok, help=blocked_help(data)):
+        start(config)
     if config is not None:
         duration_caption([config], data)
         if config.precision_choice is not None:
             st.caption(f"Arithmetic: {config.precision_choice.describe()}.")
-    st.session_state.pop(K.TRAIN_REFUSED, None)
-    if st.button("Start", icon=":material/play_arrow:", key=K.TRAIN_START, type="primary",
-                 disabled=config is None or not data.ok, help=blocked_help(data)):
-        start(config)
     if refused := st.session_state.get(K.TRAIN_REFUSED):
         st.error(plain(refused), icon=":material/block:")
     link_box(LINK)
@@ -86,7 +89,7 @@ if not runs:
 def pick_run() -> str:
     """The run picker: the learner's own runs first; the labs' runs only on request (or when one is shown)."""
     lab = [r for r in runs if lab_kind(r)]
-    c1, c2 = st.columns([2.6, 1], vertical_alignment="bottom")
+    c1, c2 = st.columns([2.3, 1], vertical_alignment="bottom")  # "Lab runs (12)" whole from 800 px up
     with_lab = c2.toggle(f"Lab runs ({len(lab)})", key=K.TRAIN_LAB_RUNS, disabled=not lab,
                          help="Also list the runs the BatchNorm lab and the other labs started")
     visible = visible_runs(runs, who, c2, "train")
@@ -102,6 +105,7 @@ def pick_run() -> str:
     if chosen not in ids:
         ids.insert(0, chosen)
     labels = run_labels(runs)
+    fresh_label(K.TRAIN_RUN_ID)  # "· running" becomes "· finished" in the box itself when the run ends
     return c1.selectbox("Run shown", ids, key=K.TRAIN_RUN_ID, format_func=labels.get)
 
 
@@ -127,7 +131,7 @@ with right:
 was_live = store.get(run_id).live
 
 
-def show_snapshot(snap: RunSnapshot, planned_steps: int, controls) -> None:
+def show_snapshot(snap: RunSnapshot, planned_steps: int, controls, note: str | None) -> None:
     if snap.status == "failed":
         st.error(f"This run failed: {plain(snap.error)}")
     elif snap.status == "diverged":
@@ -136,24 +140,28 @@ def show_snapshot(snap: RunSnapshot, planned_steps: int, controls) -> None:
         st.warning(plain(snap.error))
     controls.progress(snap.run_progress if snap.live else snap.epoch / snap.epochs,
                       text=progress_text(snap, planned_steps, run_id))
+    log_y, smoothing = loss_options(K.TRAIN)
     c1, c2 = st.columns(2)
-    c1.plotly_chart(loss_figure([("run", snap)], total_steps=snap.epochs * planned_steps).update_layout(height=300),
-                    key="train_loss_chart", width="stretch")
+    c1.plotly_chart(loss_figure([("run", snap)], total_steps=snap.epochs * planned_steps, log_y=log_y,
+                                smoothing=smoothing).update_layout(height=300), key="train_loss_chart", width="stretch")
     c2.plotly_chart(accuracy_figure([("run", snap)], epochs=snap.epochs).update_layout(height=300),
                     key="train_acc_chart", width="stretch")
+    if note and snap.history:
+        c2.caption(note)
     if snap.cpu_contended:
         st.warning(f"Training is competing for the CPU with other programs: {snap.recent_samples_per_sec:,.0f} "
                    f"samples/s now instead of the {snap.peak_samples_per_sec:,.0f} this run reached before. Closing "
                    "other busy programs (or browser tabs) gives it back.", icon=":material/speed:")
-    m = st.columns(4)
-    m[0].metric("Samples / s", f"{snap.samples_per_sec:,.0f}" if snap.live else "–")
-    m[1].metric("Time left", fmt_seconds(snap.seconds_left))
-    m[2].metric("Last test accuracy", f"{snap.final.test_acc:.2%}" if snap.final else "–")
-    m[3].metric("Last step loss", f"{snap.step_losses[-1][1]:.4f}" if snap.step_losses else "–")
-    if snap.history:
-        st.dataframe([{"epoch": h.epoch, "train loss": round(h.train_loss, 4), "train acc": f"{h.train_acc:.2%}",
-                       "test loss": round(h.test_loss, 4), "test acc": f"{h.test_acc:.2%}", "seconds": round(h.seconds, 2)}
-                      for h in snap.history], hide_index=True)
+    with st.container(horizontal=True, gap="medium"):  # the metrics wrap onto a second row where they do not fit
+        for label, value in (("Samples / s", f"{snap.samples_per_sec:,.0f}" if snap.live else "–"),
+                             ("Time left", fmt_seconds(snap.seconds_left)),
+                             ("Last test accuracy", f"{snap.final.test_acc:.2%}" if snap.final else "–"),
+                             ("Last step loss", f"{snap.step_losses[-1][1]:.4f}" if snap.step_losses else "–")):
+            st.metric(label, value, width=METRIC_WIDTH)
+    if snap.history:  # a plain table: a few rows, nothing to sort (and the grid widget costs ~0.3 s to draw)
+        st.table([{"epoch": h.epoch, "train loss": f"{h.train_loss:.4f}", "train acc": f"{h.train_acc:.2%}",
+                   "test loss": f"{h.test_loss:.4f}", "test acc": f"{h.test_acc:.2%}", "seconds": f"{h.seconds:.2f}"}
+                  for h in snap.history], hide_index=True)
 
 
 @st.fragment(run_every=1.0 if was_live else None)  # polls only while the run is live
@@ -171,7 +179,7 @@ def live_view() -> None:
             store.stop(run_id, by=who.by)
     snap = store.get(run_id).snapshot
     planned = snap.steps_per_epoch if snap.step else steps_per_epoch(info.config)  # known before the data loads
-    show_snapshot(snap, planned, row[0])
+    show_snapshot(snap, planned, row[0], accuracy_note(info.config))
     threads = f" · {snap.threads} thread{'s' if snap.threads != 1 else ''} now" if snap.live and snap.threads else ""
     named = "" if info.name == info.config.label() else f"{plain(info.name)} · "
     st.caption(f"**{snap.status}** · {named}{info.config.label()} · hidden {list(info.config.hidden)} · device {snap.device} · "

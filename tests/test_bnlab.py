@@ -18,7 +18,7 @@ from core.lessons.batchnorm import (ALPHA, MIN_SEEDS_FOR_VERDICT, PROBED_UNITS, 
                                     start_twins, summarize_arm, train_vs_eval)
 from core.engine.data import iterate_batches, load_dataset
 from core.engine.models import build_model
-from tests.waiting import wait_until
+from tests.waiting import open_part, wait_until
 from ui import keys as K
 
 TINY = TrainConfig(epochs=2, max_batches=30)
@@ -338,10 +338,12 @@ def test_batchnorm_page_with_a_tiny_twin_run(app_env):
     text = " ".join(m.value for m in at.markdown)
     bn, plain = (store.get(r.id).snapshot.final.test_acc for r in sorted(runs, key=lambda r: not r.config.batch_norm))
     assert f"BN {bn:.2%} vs no-BN {plain:.2%}" in text and "No verdict yet" in text
-    table = at.dataframe[0].value
-    assert "highest test acc (epoch picked on the test set)" in table.columns
-    assert all("of 1 runs" in v or "0 of 1" in v for v in table["to 97%: epochs"])
+    summary = at.table[0].value.set_index("")  # one row per measure, one column per arm
+    assert "highest test accuracy (epoch picked on the test set)" in summary.index
+    assert all("of 1 runs" in v or "0 of 1" in v for v in summary.loc["epochs to 97%"])
     # inside view: one unit (the paper's view) by default, the pooled view labelled as pooled
+    open_part(at, K.BN_TAB, "Inside the network")
+    text = " ".join(m.value for m in at.markdown)
     assert "unit 0, over each batch" in text and "before BN" in text
     assert any("variance" in c.value and "unbiased" in c.value for c in at.caption)
     at.radio(key=K.BN_PCT_VIEW).set_value("all units of the layer pooled").run()
@@ -350,12 +352,14 @@ def test_batchnorm_page_with_a_tiny_twin_run(app_env):
     at.selectbox(key=K.BN_UNIT).set_value(3).run()
     at.radio(key=K.BN_PCT_VIEW).set_value("one unit (as in Ioffe & Szegedy, figure 1)").run()
     assert "unit 3, over each batch" in " ".join(m.value for m in at.markdown)
+    open_part(at, K.BN_TAB, "Train vs eval mode")
     at.button(key=K.BN_MODES).click().run()
     assert "cannot run at all" in " ".join(m.value for m in at.markdown)
     # PyTorch's refusal at batch size 1 is shown as the lesson it is, not as a raw error in the table
     lessons = " ".join(i.value for i in at.info)
     assert "one image is a batch with no statistics" in lessons and "for every image" in lessons
-    assert not any("Expected more than 1 value" in d.value.to_string() for d in at.dataframe)
+    assert not any("Expected more than 1 value" in d.value.to_string() for d in [*at.dataframe, *at.table])
+    open_part(at, K.BN_TAB, "Learning-rate headroom")
     assert "about" in " ".join(m.value for m in at.markdown if "learning rates" in m.value)  # duration stated first
     at.button(key=K.BN_SWEEP_START).click().run()
     sweep = [r for r in store.list() if LabKind.LR_SWEEP.owns(r.group)]
@@ -382,7 +386,7 @@ def test_inside_view_shows_before_the_first_epoch_ends(app_env):
     store.pause(first.id)
     wait_until(lambda: store.get(first.id).snapshot.status == "paused", 60, 0.02, "the run to pause")
     assert not store.get(first.id).snapshot.history
-    at.run()
+    open_part(at, K.BN_TAB, "Inside the network")
     assert not at.exception
     assert "before BN" in " ".join(m.value for m in at.markdown)
     assert any("first epoch" in c.value for c in at.caption)  # γ and β: said when they come

@@ -14,7 +14,7 @@ from core import TrainConfig
 from core.engine.data import RAW_FILES, check_dataset
 from core.engine.snapshot import EpochMetrics, RunSnapshot
 from core.store.runs import RunInfo
-from tests.waiting import texts, wait_ended, wait_until
+from tests.waiting import open_part, parts, texts, wait_ended, wait_until
 from ui import keys as K
 
 TIMEOUT = 120
@@ -61,8 +61,18 @@ def test_offline_every_page_says_so_and_keeps_training_buttons_off(app, offline,
     app.switch_page(page).run()
     assert not app.exception
     assert "MNIST is not on disk" in texts(app), page
-    for key in TRAINING_BUTTONS.get(page, []):
-        assert app.button(key=key).disabled, (page, key)
+    tabs, labels = parts(page)
+    seen = set()
+    for label in labels:  # every part of the page (only the open one is drawn)
+        if tabs:
+            open_part(app, tabs, label)
+            assert not app.exception, (page, label)
+        shown = {b.key for b in app.button}
+        for key in TRAINING_BUTTONS.get(page, []):
+            if key in shown:
+                assert app.button(key=key).disabled, (page, key)
+                seen.add(key)
+    assert seen >= set(TRAINING_BUTTONS.get(page, [])), page  # every training button was found somewhere
     from ui.registry import get_store
     assert get_store().list() == []  # nothing was started, so nothing failed
 
@@ -140,9 +150,10 @@ def test_stopped_run_one_accuracy_on_the_train_and_runs_pages(app):
     app.switch_page("pages/train.py").run()
     assert app.selectbox(key=K.TRAIN_RUN_ID).format_func(run.id).endswith(acc)
     assert [m.value for m in app.metric if m.label == "Last test accuracy"] == [acc]
-    assert list(app.dataframe[0].value["test acc"]) == [acc]  # one epoch, the one its weights hold
+    assert list(app.table[0].value["test acc"]) == [acc]  # one epoch, the one its weights hold
     assert "its weights and numbers are those of epoch 1" in texts(app)
     app.switch_page("pages/runs.py").run()
+    open_part(app, K.RUNS_TAB, "Evaluate a run")
     assert [m.value for m in app.metric if m.label == "Test accuracy"] == [acc]
 
 
@@ -184,8 +195,9 @@ def test_pickers_list_own_runs_first_and_never_default_to_a_diverged_run(app):
     assert len(options) == 3 and options[-1].startswith("[BN twins] lab twin")  # and then last
     app.switch_page("pages/runs.py").run()
     assert app.multiselect(key=K.RUNS_OVERLAY).value == [mine.id]  # failed and diverged runs are not compared by default
-    assert app.selectbox(key=K.RUNS_EVAL).value == mine.id
     table = app.dataframe[0].value
+    open_part(app, K.RUNS_TAB, "Evaluate a run")
+    assert app.selectbox(key=K.RUNS_EVAL).value == mine.id
     assert list(table["name"])[-1] == "lab twin" and list(table["lab"])[-1] == "BN twins"
 
 
@@ -239,6 +251,7 @@ def test_sweep_arm_at_one_digits_share_is_explained(app, app_env):
         plant_run(runs, f"20260101-12000{i}-abcde{i}", replace(base, lr=lr, batch_norm=bn), f"arm {i}", "lr-sweep-abcdef", acc)
     app.run()
     app.switch_page("pages/batchnorm.py").run()
+    open_part(app, K.BN_TAB, "Learning-rate headroom")
     assert not app.exception
     note = " ".join(i.value for i in app.info)
     assert "no-BN at lr 0.05: 11.35%** is exactly the share of 1s among the 10,000 test images (1,135 of them)" in note
@@ -260,6 +273,7 @@ def test_failed_twins_say_so_instead_of_waiting(app, monkeypatch):
     app.run()
     errors = [e.value for e in app.error]
     assert len(errors) == 2 and all("failed" in e and "no MNIST here" in e for e in errors)
+    open_part(app, K.BN_TAB, "Inside the network")
     assert "Nothing to show inside" in " ".join(w.value for w in app.warning)
     assert "appears as soon as" not in texts(app)
 
@@ -274,7 +288,8 @@ def test_one_seed_says_the_spread_is_unknown(app):
     app.button(key=K.BN_START).click().run()
     wait_ended(get_store())
     app.run()
-    cells = " ".join(app.dataframe[0].value["final test acc"])
+    summary = app.table[0].value.set_index("")  # one row per measure, one column per arm
+    cells = " ".join(summary.loc["final test accuracy"])
     assert "one seed: spread unknown" in cells and "± 0.00%" not in cells
 
 

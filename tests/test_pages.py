@@ -5,7 +5,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import TrainConfig
-from tests.waiting import wait_until
+from tests.waiting import open_part, wait_until
 from ui import keys as K
 
 TIMEOUT = 120
@@ -125,19 +125,23 @@ def test_runs_page_overlay_rename_delete_and_evaluate(app, data_dir):
     a, b = store.list()
     app.switch_page("pages/runs.py").run()
     assert not app.exception
-    assert len(app.get("plotly_chart")) >= 4  # overlay (2) + confusion + per class
+    assert len(app.get("plotly_chart")) == 2  # the part open first: the overlay (loss, accuracy)
     table = app.dataframe[0].value
     assert set(table["name"]) == {"seed 0", "seed 1"}
     # rename
+    open_part(app, K.RUNS_TAB, "Manage runs")
     app.selectbox(key=K.RUNS_EDIT).set_value(a.id)
     app.text_input(key=K.RUNS_NEW_NAME).set_value("my best run")
     app.button(key=K.RUNS_RENAME).click().run()
     assert store.get(a.id).name == "my best run"
     # evaluation: confusion counts add up to the test set, accuracy agrees with training's own evaluation
+    open_part(app, K.RUNS_TAB, "Evaluate a run")
+    assert len(app.get("plotly_chart")) == 2  # confusion matrix, accuracy per class
     app.selectbox(key=K.RUNS_EVAL).set_value(b.id).run()
     acc = store.get(b.id).snapshot.final.test_acc
     assert f"{acc:.2%}" in texts(app)
     # delete needs confirmation
+    open_part(app, K.RUNS_TAB, "Manage runs")
     app.selectbox(key=K.RUNS_EDIT).set_value(a.id).run()
     assert app.button(key=K.RUNS_DELETE).disabled
     app.checkbox(key=K.RUNS_CONFIRM_DELETE).check().run()

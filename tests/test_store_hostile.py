@@ -16,6 +16,8 @@ import torch
 from core.engine.config import TrainConfig
 from core.store.files import created_from_id
 from core.store.runs import RunStore, WeightsError, save_weights
+from tests.waiting import open_part, parts
+from ui import keys as K
 
 TINY = dict(max_batches=20, epochs=2, batch_size=64)
 
@@ -361,8 +363,14 @@ def test_pages_survive_every_case(template, tmp_path, data_dir, monkeypatch, app
     for page in ("pages/train.py", "pages/runs.py", "pages/batchnorm.py", "pages/draw.py", "pages/softmax.py"):
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
+        tabs, labels = parts(page)
+        for label in labels if tabs else ():  # every part of the page (only the open one runs)
+            open_part(at, tabs, label)
+            assert not at.exception, (page, label, at.exception)
     at.switch_page("pages/runs.py").run()
+    open_part(at, K.RUNS_TAB, "Compare curves")
     shown = " ".join(str(e.value) for e in at.caption)
     assert "read with problems" in shown
+    open_part(at, K.RUNS_TAB, "Manage runs")
     damaged_table = next(df.value for df in at.dataframe if "why it cannot be read" in df.value.columns)
     assert len(damaged_table) == sum(1 for c in CASES if c.damaged)

@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import TrainConfig
-from tests.waiting import texts, wait_ended, wait_until
+from tests.waiting import open_part, texts, wait_ended, wait_until
 from ui import keys as K
 from ui.registry import plain
 
@@ -40,11 +40,13 @@ def test_damaged_and_failed_runs_shown_and_deleted_in_one_action(app, monkeypatc
     st.cache_resource.clear()  # as after a restart: the store reads the folder again
     app.switch_page("pages/runs.py").run()
     assert not app.exception
-    damaged_table = next(df.value for df in app.dataframe if "why it cannot be read" in df.value.columns)
-    assert list(damaged_table["id"]) == [damaged.name] and "lr" in damaged_table.iloc[0, 1]
     runs_table = app.dataframe[0].value
     assert "no data here" in runs_table.set_index("name").loc["will fail", "message"]
     assert runs_table.set_index("name").loc["good", "problems reading it"] == 1
+    assert "2 failed or damaged runs" in texts(app)  # said under the table: where to clean up
+    open_part(app, K.RUNS_TAB, "Manage runs")
+    damaged_table = next(df.value for df in app.dataframe if "why it cannot be read" in df.value.columns)
+    assert list(damaged_table["id"]) == [damaged.name] and "lr" in damaged_table.iloc[0, 1]
     app.selectbox(key=K.RUNS_EDIT).set_value(good.id).run()
     assert "'exploded' is not a status" in " ".join(w.value for w in app.warning)
     assert app.button(key=K.RUNS_DELETE_FAILED).disabled
@@ -75,6 +77,7 @@ def test_stopped_run_has_one_accuracy_everywhere(app):
     app.switch_page("pages/runs.py").run()
     assert not app.exception
     assert app.dataframe[0].value.set_index("name").loc["stopped early", "final test acc"] == acc
+    open_part(app, K.RUNS_TAB, "Evaluate a run")
     assert [m.value for m in app.metric if m.label == "Test accuracy"] == [acc]  # evaluated afresh from the weights
     assert "those of epoch 1" in texts(app)
 
@@ -88,6 +91,7 @@ def test_diverged_run_is_shown_as_diverged(app):
     wait_ended(store)
     app.switch_page("pages/runs.py").run()
     assert app.dataframe[0].value.iloc[0]["status"] == "diverged"
+    open_part(app, K.RUNS_TAB, "Manage runs")
     assert "Diverged: the training loss became nan" in " ".join(e.value for e in app.error)
     app.switch_page("pages/train.py").run()
     assert "diverged" in texts(app)

@@ -2,7 +2,7 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.waiting import wait_until
+from tests.waiting import open_part, wait_until
 from ui import keys as K
 from ui.registry import plain
 
@@ -26,12 +26,13 @@ def texts(at) -> str:
 
 def test_scale_lessons_show_their_numbers_before_any_training(page):
     assert not page.exception
-    tables = [t.value for t in page.dataframe]
-    lr = next(t for t in tables if "uniform draws" in t.columns)
+    open_part(page, K.TUNE_TAB, "Scale: learning rate")
+    lr = next(t.value for t in page.dataframe if "uniform draws" in t.value.columns)
     top = lr.iloc[-1]
     assert top["decade"] == "0.1 – 1" and abs(float(top["uniform draws"].rstrip("%")) - 90) < 2
     assert all(abs(float(v.rstrip("%")) - 25) < 4 for v in lr["log-scale draws"])
-    beta = next(t for t in tables if "steps averaged" in t.columns)
+    open_part(page, K.TUNE_TAB, "Scale: Adam's β1")
+    beta = next(t.value for t in page.dataframe if "steps averaged" in t.value.columns)
     assert list(beta["steps averaged"]) == ["100 – 1000", "10 – 100"]
     assert abs(float(beta.iloc[0]["1 - β1 log scale"].rstrip("%")) - 50) < 4
     assert "passes over the 60,000 training images" in texts(page)
@@ -43,6 +44,7 @@ def test_start_stop_and_resume_a_tiny_study(page):
     from ui.tuning import get_tuner
 
     at, store, tuner = page, get_store(), get_tuner()
+    open_part(at, K.TUNE_TAB, "Your own study")
     at.number_input(key=K.TUNE_EPOCHS).set_value(2)
     at.number_input(key=K.TUNE_BATCHES).set_value(400)  # long enough to be stopped in the middle
     at.multiselect(key=K.TUNE_OWN_PARAMS).set_value(["lr"])

@@ -21,3 +21,18 @@ def texts(at) -> str:
     """Every text an AppTest page shows in markdown, captions, alerts and metrics, in one string."""
     return " ".join(str(e.value) for coll in (at.markdown, at.caption, at.info, at.warning, at.error, at.success,
                                                at.metric) for e in coll)
+
+
+def open_part(at, key: str, label: str):
+    """Open one part (a tab) of a page and run it: pages run and draw only the open part, which AppTest picks
+    through the tabs' key in session state."""
+    at.session_state[key] = label
+    return at.run()
+
+
+def parts(page: str) -> tuple[str | None, tuple]:
+    """(tabs' key, their labels) of a page drawn in parts; (None, (None,)) for a page drawn whole."""
+    from ui import keys as K
+
+    return {"pages/runs.py": (K.RUNS_TAB, K.RUNS_PARTS), "pages/batchnorm.py": (K.BN_TAB, K.BN_PARTS),
+            "pages/tuning.py": (K.TUNE_TAB, K.TUNE_PARTS)}.get(page, (None, (None,)))

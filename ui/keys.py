@@ -26,6 +26,7 @@ TRAIN_RUN_ID = "train_run_id"
 TRAIN_PAUSE = "train_pause"
 TRAIN_RESUME = "train_resume"
 TRAIN_STOP = "train_stop"
+# (the loss chart's controls: TRAIN + "_loss_log", TRAIN + "_loss_smoothing", ui/curves.py)
 
 # Runs page
 RUNS_OVERLAY = "runs_overlay"
@@ -40,6 +41,14 @@ RUNS_CONFIRM_DELETE_FAILED = "runs_confirm_delete_failed"
 RUNS_CLEANUP_RESULT = "runs_cleanup_result"
 RUNS_EVAL = "runs_eval"
 RUNS_EVAL_NORMALIZED = "runs_eval_normalized"
+RUNS_EVAL_SCALE = "runs_eval_scale"  # how the confusion matrix is coloured
+RUNS_CONFUSION = "runs_confusion"  # the confusion chart (its selection: the clicked cell)
+RUNS_PAIR = "runs_pair"  # (true, predicted) the gallery shows, None: every pair
+RUNS_PAIR_OF = "runs_pair_of"  # the run that pair was picked on
+RUNS_PAIR_CLEAR = "runs_pair_clear"
+RUNS_TAB = "runs_tab"  # which part of the page is open (only that part runs): one of RUNS_PARTS
+RUNS_PARTS = ("Compare curves", "Evaluate a run", "Manage runs")
+RUNS_LOSS = "runs"  # prefix of the overlay's loss-chart controls (ui/curves.py)
 
 # Softmax explorer
 SM_N = "sm_n_classes"
@@ -98,9 +107,14 @@ BN_PAPER_START = "bn_paper_start"
 BN_PAPER_GROUP = "bn_paper_group"
 BN_PAPER_UNIT = "bn_paper_unit"
 BN_PAPER_STOP = "bn_paper_stop"
+BN_TAB = "bn_tab"  # which part of the lab is open (only that part runs): one of BN_PARTS
+BN_PARTS = ("Twins: BN vs no-BN", "Inside the network", "Train vs eval mode", "Learning-rate headroom",
+            "Paper: Ioffe & Szegedy")
 
 # Tuning lab (widget keys; TUNE_STUDY_* + a study name for a study's own buttons)
 TUNE = "tune"
+TUNE_TAB = "tune_tab"  # which lesson is open (only that one runs): one of TUNE_PARTS
+TUNE_PARTS = ("Random vs grid", "Scale: learning rate", "Scale: Adam's β1", "Coarse to fine", "Your own study")
 TUNE_EPOCHS = "tune_epochs"
 TUNE_BATCHES = "tune_max_batches"
 TUNE_GVR_START = "tune_gvr_start"

@@ -20,7 +20,6 @@ def _watch() -> None:
 
 def watch_runs() -> None:
     """Call once per page view, before the page runs: remembers the revision the page is drawn from and
-    starts the poll (in the sidebar, where it takes no room)."""
+    starts the poll (a fragment that draws nothing takes no room on the page)."""
     st.session_state[K.APP_REVISION] = store_revision()
-    with st.sidebar:
-        _watch()
+    _watch()

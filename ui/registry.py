@@ -87,6 +87,14 @@ def default_run(runs: Sequence[RunInfo]) -> RunInfo | None:
     return None
 
 
+def fresh_label(key: str) -> None:
+    """Call before a picker whose labels change while its value does not (a run's status, its accuracy): the
+    browser keeps the label it was given with the value, and shows the old one ("· running" after the run
+    ended) until the value is stated again. Restating it sends the new label with the widget."""
+    if key in st.session_state:
+        st.session_state[key] = st.session_state[key]
+
+
 def unique_name(runs: Iterable[RunInfo], name: str) -> str:
     """`name`, or `name (2)`, `name (3)`, ...: a new run never takes an existing run's name."""
     taken = {r.name for r in runs}

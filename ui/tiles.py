@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from PIL import Image
 
 from core.drawing.preprocess import CENTRE, SIZE, center_of_mass
+from ui.figures import colorscale
 
 SCALE = 5  # screen px per model pixel: a 28x28 tile is 140 px
 TILE = SIZE * SCALE
@@ -94,7 +95,7 @@ def preprocessing_strip(pre, naive: bool) -> tuple[list[np.ndarray], list[str]]:
 def saliency_figure(input28: np.ndarray, saliency: np.ndarray, height: int = 260) -> go.Figure:
     """|∂ top logit / ∂ pixel| as a share of the largest, with its colour scale; the input's ink outlined."""
     heat = saliency / max(float(saliency.max()), 1e-12)
-    fig = go.Figure(go.Heatmap(z=heat, zmin=0, zmax=1, colorscale="Inferno", xgap=1, ygap=1,
+    fig = go.Figure(go.Heatmap(z=heat, zmin=0, zmax=1, colorscale=colorscale("Inferno"), xgap=1, ygap=1,
                                colorbar=dict(title=dict(text="share of<br>the largest", side="right"), tickformat=".0%",
                                              thickness=12, len=0.9),
                                hovertemplate="row %{y}, col %{x}: %{z:.0%}<extra></extra>"))

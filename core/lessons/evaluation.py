@@ -1,7 +1,7 @@
 """Evaluation of a trained model on the test split: confusion matrix, per-class accuracy, worst mistakes."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,6 +19,8 @@ class EvalReport:
     accuracy: float
     per_class_accuracy: np.ndarray  # (k,)
     mistakes: tuple["Mistake", ...]  # misclassified test images, highest loss first
+    by_pair: dict[tuple[int, int], tuple["Mistake", ...]] = field(default_factory=dict)  # (true, predicted) ->
+    # that cell's misclassified images, highest loss first (at most max_per_pair)
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,8 @@ class Mistake:
 
 
 @torch.inference_mode()
-def evaluate_model(model: MLP, dataset: str = course.DATASET, data_dir: str | None = None, max_mistakes: int = 48) -> EvalReport:
+def evaluate_model(model: MLP, dataset: str = course.DATASET, data_dir: str | None = None, max_mistakes: int = 48,
+                   max_per_pair: int = 24) -> EvalReport:
     data = load_dataset(dataset, data_dir)
     spec, k = data.spec, data.spec.num_classes
     model = model.cpu().eval()  # BN uses its running statistics
@@ -44,10 +47,18 @@ def evaluate_model(model: MLP, dataset: str = course.DATASET, data_dir: str | No
     confusion = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).numpy()
     per_class = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
     wrong = (pred != y).nonzero().flatten()
-    worst = wrong[losses[wrong].argsort(descending=True)][:max_mistakes]
-    mistakes = tuple(Mistake(int(i), x[i].numpy(), int(y[i]), int(pred[i]), float(probs[i, pred[i]]), float(losses[i]))
-                     for i in worst)
-    return EvalReport(spec.class_names, confusion, float((pred == y).float().mean()), per_class, mistakes)
+    ranked = wrong[losses[wrong].argsort(descending=True)]  # every mistake, highest loss first
+
+    def mistake(i) -> Mistake:
+        return Mistake(int(i), x[i].numpy(), int(y[i]), int(pred[i]), float(probs[i, pred[i]]), float(losses[i]))
+
+    by_pair: dict[tuple[int, int], list[Mistake]] = {}
+    for i in ranked.tolist():
+        cell = by_pair.setdefault((int(y[i]), int(pred[i])), [])
+        if len(cell) < max_per_pair:
+            cell.append(mistake(i))
+    return EvalReport(spec.class_names, confusion, float((pred == y).float().mean()), per_class,
+                      tuple(mistake(i) for i in ranked[:max_mistakes]), {k: tuple(v) for k, v in by_pair.items()})
 
 
 def class_shares(dataset: str = course.DATASET, data_dir: str | None = None) -> np.ndarray:

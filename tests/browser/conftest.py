@@ -1,4 +1,5 @@
-"""A real Streamlit server on 127.0.0.1 and Debian's Chromium driven by Playwright, at 1400x900.
+"""A real Streamlit server on 127.0.0.1 and Debian's Chromium driven by Playwright, at 1400x900 (and 800 px wide
+where a test says so: the narrowest window the dashboard is laid out for).
 
 Screenshots go to a temporary folder (printed), or to SCREENSHOT_DIR when set; a test run never writes a tracked
 file (`make screenshot` sets README_SCREENSHOT to refresh the README's image on purpose)."""
@@ -18,6 +19,7 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1400, "height": 900}  # a laptop screen: what must be visible without scrolling is judged here
+NARROW = {"width": 800, "height": 900}  # the narrowest window every page must work in
 
 
 def _free_port() -> int:
@@ -112,9 +114,9 @@ def browser_page(browser_context):
 
 
 def page_urls(page, base: str) -> list[tuple[str, str]]:
-    """(name, URL) of every page in the sidebar's navigation, pages added later included; the name is the URL's
-    last part ('train', 'runs', ...; 'home' for the default page)."""
-    nav = page.get_by_test_id("stSidebarNav")
+    """(name, URL) of every page in the menu at the top, pages added later included; the name is the URL's last
+    part ('train', 'runs', ...; 'home' for the default page). Read at 1400 px, where the menu shows every page."""
+    nav = page.get_by_test_id("stTopNav")
     nav.get_by_role("link").first.wait_for(timeout=30_000)
     links = nav.get_by_role("link")
     urls = [links.nth(i).get_attribute("href") for i in range(links.count())]

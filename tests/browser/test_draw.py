@@ -196,3 +196,90 @@ def test_drawing_while_a_run_trains_in_the_server(server, runs_dir, draw_page, t
         assert sorted(predicted) == sorted(DIGITS)
     finally:
         train.close()
+
+
+def test_canvas_whole_and_drawable_at_800_px(server, draw_page):
+    """At 800 px the canvas lies wholly inside the window, nothing covers its right side, a stroke along its whole
+    width reaches the model, and Clear shows its whole label. Catches a column narrower than the canvas (at 800 px
+    with a 300 px sidebar the canvas was cut to about 226 of its 280 px, and Clear showed as "C…")."""
+    from tests.browser.conftest import NARROW, VIEWPORT
+
+    page = draw_page
+    page.set_viewport_size(NARROW)
+    try:
+        open_draw_page(page, server)
+        canvas = page.locator("canvas.upper-canvas").filter(visible=True).last
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        assert 279 <= box["width"] <= 281 and 279 <= box["height"] <= 281, box
+        assert box["x"] >= 0 and box["x"] + box["width"] <= NARROW["width"], box
+        assert box["y"] >= 0 and box["y"] + box["height"] <= NARROW["height"], box
+        # what a click at the canvas' right edge lands on: the canvas itself (it sits in a shadow root)
+        hit = page.evaluate("""([x, y]) => { let e = document.elementFromPoint(x, y);
+            while (e && e.shadowRoot) { const inner = e.shadowRoot.elementFromPoint(x, y); if (!inner || inner === e) break; e = inner; }
+            return e ? e.className : null; }""", [box["x"] + box["width"] - 4, box["y"] + box["height"] / 2])
+        assert hit and "upper-canvas" in hit, hit
+        # a 7 whose bar runs from near the left edge to near the right edge: its ink is as wide as the canvas
+        draw_stroke(page, box, [(15, 40), (265, 40), (140, 260)])
+        page.mouse.up()
+        page.get_by_text(PREDICTION).first.wait_for(timeout=30_000)
+        caption = page.get_by_text(re.compile(r"2 cropped to the ink \((\d+)x(\d+)\)")).first
+        caption.wait_for(timeout=30_000)
+        width = int(re.search(r"\((\d+)x", caption.inner_text()).group(1))
+        assert width >= 250, f"the ink reached only {width} px across: the canvas' right side did not draw"
+        clear = page.get_by_role("button", name="Clear")
+        assert clear.evaluate("b => b.scrollWidth <= b.clientWidth && b.innerText.includes('Clear')"), \
+            clear.inner_text()
+        clear.click()
+    finally:
+        page.set_viewport_size(VIEWPORT)
+
+
+# The saliency chart: its colour bar's fill, the heatmap's plot area, and the cell of the smallest value there.
+SALIENCY = """() => { const g = [...document.querySelectorAll('.js-plotly-plot')]
+    .find(p => ((p._fullLayout.title || {}).text || '').includes('Saliency'));  // the theme wraps it in <b>
+  if (!g) return null;
+  const bar = g.querySelector('.cbfill').getBoundingClientRect();
+  const area = g.querySelector('.nsewdrag').getBoundingClientRect();
+  const z = g.calcdata[0][0].z; let best = [0, 0, Infinity];  // the decoded 2-D values
+  z.forEach((row, r) => row.forEach((v, c) => { if (v < best[2]) best = [r, c, v]; }));
+  const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis;
+  return {bar: [bar.left, bar.top, bar.width, bar.height], min: best[2],
+          cell: [area.left + xa.l2p(best[1]), area.top + ya.l2p(best[0])]}; }"""
+
+
+def pixel(page, x: float, y: float) -> tuple[int, int, int]:
+    """The colour Chromium drew at (x, y) of the window, read from a screenshot of that one pixel."""
+    import io
+
+    from PIL import Image
+
+    png = page.screenshot(clip={"x": round(x), "y": round(y), "width": 1, "height": 1})
+    return Image.open(io.BytesIO(png)).convert("RGB").getpixel((0, 0))
+
+
+def test_saliency_zero_is_drawn_black(server, draw_page):
+    """The saliency map's colour scale as drawn on screen: its zero end is Inferno's black (0, 0, 4), and the map's
+    smallest cell has Inferno's colour for its value. Catches the theme's colour swap (Streamlit replaces the strings
+    #000001-#000010 in a figure with its palette: Inferno's #000004 zero was drawn pink, about (242, 162, 165))."""
+    import plotly.colors as pc
+
+    page = draw_page
+    open_draw_page(page, server)
+    box = page.locator("canvas.upper-canvas").filter(visible=True).last.bounding_box()
+    for stroke in DIGITS[7]:
+        draw_stroke(page, box, stroke)
+        page.mouse.up()
+        page.wait_for_timeout(600)
+    page.wait_for_function(f"() => {{ const s = ({SALIENCY})(); return s && s.bar[3] > 20; }}", timeout=30_000)
+    page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].find(p => ((p._fullLayout.title || {})
+        .text || '').includes('Saliency')).scrollIntoView({block: 'center'})""")
+    page.wait_for_timeout(1000)  # the chart's last frame, in view
+    s = page.evaluate(SALIENCY)
+    x, y, w, h = s["bar"]
+    zero = pixel(page, x + w / 2, y + h - 2)  # the colour bar's bottom: the colour of 0
+    assert max(abs(a - b) for a, b in zip(zero, (0, 0, 4))) <= 12, f"zero is drawn as {zero}, not black"
+    expected = tuple(int(float(v)) for v in re.findall(r"[\d.]+", pc.sample_colorscale("Inferno", [s["min"]])[0]))
+    cell = pixel(page, *s["cell"])
+    assert max(abs(a - b) for a, b in zip(cell, expected)) <= 16, (cell, expected, s["min"])
+    page.get_by_role("button", name="Clear").click()

@@ -1,6 +1,6 @@
 """The Train page in Chromium at 1400x900, as a learner meets it: a second tab open before the run starts, Start,
 charts with real ranges before their data, the live curves in view without scrolling and growing by themselves,
-Pause and Stop seen in the other tab; then a screenshot of every page.
+Pause and Stop seen in the other tab; the run picker's label once a run has finished by itself.
 
     make screenshot     # the same test, also writing the README's image (README_SCREENSHOT=docs/train-page.png)
 """
@@ -8,14 +8,16 @@ import os
 import shutil
 import time
 
-from tests.browser.conftest import VIEWPORT, page_urls
+from tests.browser.conftest import VIEWPORT
 
-# Per chart: its title, how many points its traces hold, its y range, its annotations, and where it sits on screen.
-CHARTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(g => {
+# Per chart on screen (a chart being replaced by the next second's is briefly out of the layout: left out), its title,
+# how many points its traces hold, its y range, its annotations, and where it sits on screen.
+CHARTS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(g => g.getClientRects().length).map(g => {
   const r = g.getBoundingClientRect();
   const L = g._fullLayout || {};
   return {title: ((L.title && L.title.text) || '').replace(/<[^>]+>/g, ''), points: (g.data || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0),
-          y: L.yaxis ? L.yaxis.range : null, notes: (L.annotations || []).map(a => a.text),
+          y: L.yaxis ? L.yaxis.range : null, ytype: L.yaxis ? L.yaxis.type : null,
+          notes: (L.annotations || []).map(a => a.text),
           top: r.top, bottom: r.bottom, width: r.width};
 })"""
 SCROLLED = "() => document.querySelector('[data-testid=\"stMain\"]').scrollTop + window.scrollY"
@@ -36,7 +38,7 @@ def test_train_page_live_in_view_and_seen_by_another_tab(server, browser_context
     page = browser_page
     page.goto(f"{server}/train")  # the server's first request is a direct page URL (ui/navigation.py)
     page.get_by_role("heading", name="Train a network").wait_for(timeout=30_000)
-    nav = page.get_by_test_id("stSidebarNav")
+    nav = page.get_by_test_id("stTopNav")
     for title in ("Runs & evaluation", "BatchNorm lab", "Draw a digit"):  # app.py's titles, not file names
         nav.get_by_text(title).wait_for(timeout=10_000)
     other = browser_context.new_page()  # a second tab, open before the run exists
@@ -64,11 +66,18 @@ def test_train_page_live_in_view_and_seen_by_another_tab(server, browser_context
     assert acc["y"][0] == 0 and 1 <= acc["y"][1] <= 1.01, acc  # 0-100%, not plotly's placeholder -1..4
     assert any("Waiting for the first epoch" in n for n in acc["notes"]), acc
     loss = next(c for t, c in first.items() if t.startswith("Training loss"))
-    assert loss["y"][0] >= 0 and (loss["points"] or any("Waiting" in n for n in loss["notes"])), loss
+    # the untrained network's ln 10 = 2.30 in range: a log axis' range is in powers of ten
+    top = 10 ** loss["y"][1] if loss["ytype"] == "log" else loss["y"][1]
+    assert top >= 2.3 and (loss["ytype"] == "log" or loss["y"][0] >= 0), loss
+    assert loss["points"] or any("Waiting" in n for n in loss["notes"]), loss
 
     # the other tab sees the new run by itself, without a reload
     t0 = time.monotonic()
-    other.locator(".js-plotly-plot").first.wait_for(timeout=SECOND_TAB_DEADLINE_MS)
+    # any chart drawn: a live chart is replaced every second, and the one being drawn is briefly hidden; polled by
+    # the clock, since a tab behind another gets no animation frames (Playwright's default polling)
+    other.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].some(g => g.getClientRects()"
+                            ".length && getComputedStyle(g).visibility !== 'hidden')", timeout=SECOND_TAB_DEADLINE_MS,
+                            polling=200)
     print(f"\nthe other tab showed the new run {time.monotonic() - t0:.1f} s after this tab's charts appeared")
 
     page.wait_for_function(f"({CHARTS})().some(c => c.title.startsWith('Training loss') && c.points > 0)",
@@ -97,13 +106,27 @@ def test_train_page_live_in_view_and_seen_by_another_tab(server, browser_context
     other.close()
 
 
-def test_screenshot_every_page(server, browser_page, screenshots):
-    """Every page after a run, at 1400x900 (what is visible without scrolling), with no exception shown."""
+PICKER = """() => { const box = document.querySelector('input[aria-label="Run shown"]'); return box ? box.value : ''; }"""
+
+
+def test_picker_label_follows_the_run_to_its_end(server, browser_page):
+    """A short run that finishes by itself: the "Run shown" box says "finished" as soon as the caption under the
+    charts does. Catches a picker whose browser side keeps the label it got with its value ("· running") when only
+    the label changed (Streamlit sends a keyed widget's value, with its label, only when the value changes)."""
     page = browser_page
-    page.goto(server)
-    for title, url in page_urls(page, server):
-        page.goto(url)
-        page.locator("h1").first.wait_for(timeout=60_000)
-        time.sleep(2)
-        assert page.get_by_test_id("stException").count() == 0, title
-        page.screenshot(path=str(screenshots / f"page-{title}.png"))
+    page.goto(f"{server}/train")
+    page.get_by_role("heading", name="Train a network").wait_for(timeout=30_000)
+    for label, value in (("Epochs", "1"), ("Batches per epoch (0 = all)", "30")):
+        box = page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Enter")
+        page.wait_for_timeout(800)  # the rerun that takes the new value
+    page.get_by_role("button", name="Start").click()
+    caption = page.get_by_test_id("stCaptionContainer").filter(has_text="finished ·")  # under the charts
+    caption.first.wait_for(timeout=120_000)
+    t0 = time.monotonic()
+    deadline = time.monotonic() + 5  # the caption and the picker are redrawn by the same rerun
+    while "· finished" not in (label := page.evaluate(PICKER)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "· finished" in label, f"5 s after the run ended, the picker still says: {label}"
+    print(f"\nthe picker said finished {time.monotonic() - t0:.1f} s after the caption did: {label}")
