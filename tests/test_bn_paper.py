@@ -20,7 +20,7 @@ from core.lessons.batchnorm import group_runs, lab_groups
 from core.store.runs import RunStore
 from core.store.groups import LabKind
 from tests.test_bnlab import BatchRecorder
-from tests.waiting import wait_until
+from tests.waiting import open_part, wait_until
 from ui import keys as K
 
 SIGMOID = TrainConfig(hidden=(32, 16), activation="sigmoid", weight_init="gaussian", init_std=0.05,
@@ -339,6 +339,7 @@ def test_paper_mode_on_the_batchnorm_page(app_env, monkeypatch):
     monkeypatch.setattr(P, "RECORDS", 10)
     at = AppTest.from_file("../app.py", default_timeout=120).run()
     at.switch_page("pages/batchnorm.py").run()
+    open_part(at, K.BN_TAB, K.BN_PARTS[-1])  # the lab's last tab
     assert not at.exception, at.exception
     assert any("2 runs of 50,000 steps" in c.value and "about" in c.value for c in at.caption)
     assert any("No paper-mode pair yet" in i.value for i in at.info)
