@@ -2,6 +2,7 @@
 import ui  # noqa: F401 - first: on a fresh server's first request, switches to app.py's menu before torch loads
 import streamlit as st
 
+from core.engine import course
 from core import WeightsError
 from core.drawing.collection import DrawingsError, DrawingStore
 from core.drawing.drawing_set import QUICK_MODEL
@@ -21,7 +22,7 @@ from streamlit_drawable_canvas import st_canvas  # noqa: E402 - only importable 
 
 st.title("Draw a digit")
 store = get_store()
-data = data_check("mnist")  # quick-training needs it; drawing with a trained model does not
+data = data_check(course.DATASET)  # quick-training needs it; drawing with a trained model does not
 QUICK = QUICK_MODEL  # BatchNorm + the robust preset: trained to read drawings, not only MNIST's writers
 CANVAS = 280  # px, square; its column is at least this wide from a 800 px window up (tests/browser/test_draw.py)
 CANVAS_TOOLBAR = 36  # px above the canvas where streamlit-drawable-canvas puts its toolbar
@@ -34,7 +35,7 @@ def cached_model(run_id: str, epochs_done: int):  # epochs_done: newer weights, 
 
 
 def usable_runs():
-    return [r for r in store.list() if r.config.dataset == "mnist" and r.snapshot.history and not r.live]
+    return [r for r in store.list() if r.config.dataset == course.DATASET and r.snapshot.history and not r.live]
 
 
 runs = usable_runs()

@@ -3,6 +3,7 @@ Each lesson is a tab, and only the open one runs and is drawn (ui/tuning_lessons
 import ui  # noqa: F401 - first: on a fresh server's first request, switches to app.py's menu before torch loads
 import streamlit as st
 
+from core.engine import course
 from core.engine.config import TrainConfig
 from core.engine.data import DataUnavailableError
 from core.lessons import tuning as T
@@ -25,7 +26,7 @@ LINK = [Param("epochs", K.TUNE_EPOCHS, whole(1, 10)), Param("max_batches", K.TUN
 apply_link("tuning", LINK)
 if not storage_notice(tuner):
     st.stop()
-data = data_check("mnist")
+data = data_check(course.DATASET)
 pace = None  # this machine's pace, measured on MNIST: none while it is not on disk (nothing can train then)
 if data_notice(data, K.TUNE):
     try:

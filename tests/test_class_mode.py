@@ -213,6 +213,9 @@ def test_the_teacher_sees_the_class_page_and_learners_do_not(class_app):
     teacher.run()
     challenge, _ = load_challenge(get_store().root)
     assert challenge is not None
+    home = session(learner=key)  # a learner sees the challenge on their Home page, their row marked
+    assert not home.exception and "Two epochs" in texts(home)
+    assert list(home.dataframe[0].value["learner"]) == ["Ann (you)"]
 
 
 def test_train_settings_round_trip_through_the_url(app_env, monkeypatch):
