@@ -224,10 +224,11 @@ def twin_pair(epochs: int, seed: int, data_dir: str) -> dict:
 
 
 # --- the orchestrator -------------------------------------------------------------------
-def spawn(case: str, bn: bool, epochs: int, seed: int, data_dir: str) -> dict:
-    cmd = [sys.executable, __file__, "--case", case, "--bn" if bn else "--no-bn", "--epochs", str(epochs),
-           "--seed", str(seed), "--data-dir", data_dir]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+def spawn(case: str, bn: bool, epochs: int, seed: int, data_dir: str, root: Path = ROOT) -> dict:
+    """A case in a fresh process, of this checkout or of another one (`root`, for --compare)."""
+    cmd = [sys.executable, str(root / "benchmarks" / "bench_train.py"), "--case", case, "--bn" if bn else "--no-bn",
+           "--epochs", str(epochs), "--seed", str(seed), "--data-dir", data_dir]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
     if out.returncode:
         raise RuntimeError(f"{case} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -237,12 +238,13 @@ def mean_sd(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.2%} ± {statistics.stdev(xs):.2%}" if len(xs) > 1 else f"{xs[0]:.2%}"
 
 
-def speed(data_dir: str, speed_epochs: int, auto: str, rounds: int) -> None:
+def speed(data_dir: str, speed_epochs: int, auto: str, rounds: int, compare: Path | None = None) -> None:
     print(f"\n## Speed: seconds per epoch (training + test evaluation, batch 64), median over {rounds} rounds x "
           f"{speed_epochs} epoch(s) per case; each round runs every case once in a fresh process, the order "
           "reversed every other round, the original pipeline next to the trainer; the first epoch of each process "
           "is included")
     cases = ["original", "trainer", "trainer-fp32", "trainer-bf16", "bare", "polled", "probed"]
+    cases += ["compared-fp32"] if compare else []  # the same case in the other checkout, in the same rounds
     res: dict[tuple[str, bool], list[float]] = {(c, bn): [] for c in cases for bn in (False, True)}
     per_round: list[dict[tuple[str, bool], float]] = []
     spent: dict[tuple[str, bool], dict[str, float]] = {}  # seconds inside snapshots, persistence, probe, polling
@@ -251,7 +253,8 @@ def speed(data_dir: str, speed_epochs: int, auto: str, rounds: int) -> None:
         this: dict[tuple[str, bool], float] = {}
         for case in cases if rnd % 2 == 0 else cases[::-1]:
             for bn in (False, True):
-                out = spawn(case, bn, speed_epochs, 0, data_dir)
+                out = (spawn("trainer-fp32", bn, speed_epochs, 0, data_dir, compare) if case == "compared-fp32"
+                       else spawn(case, bn, speed_epochs, 0, data_dir))
                 res[(case, bn)] += out["times"]
                 this[(case, bn)] = statistics.median(out["times"])
                 for k, v in out.get("spent", {}).items():
@@ -264,7 +267,7 @@ def speed(data_dir: str, speed_epochs: int, auto: str, rounds: int) -> None:
              "trainer": f"project trainer + run store (auto: {auto})", "trainer-fp32": "project trainer, precision=fp32",
              "trainer-bf16": "project trainer, precision=bf16",
              "polled": "trainer, polled like the Train page",
-             "probed": "trainer + BatchNorm-lab probe"}
+             "probed": "trainer + BatchNorm-lab probe", "compared-fp32": "--compare's trainer, precision=fp32"}
     med = {k: statistics.median(v) for k, v in res.items()}
     for case in cases:
         print(f"{names[case]:<42}{med[(case, False)]:>9.2f}s{med[(case, True)]:>9.2f}s")
@@ -278,6 +281,10 @@ def speed(data_dir: str, speed_epochs: int, auto: str, rounds: int) -> None:
         print(f"{arm}: auto's epoch against the faster of fp32 / bf16 in the same round: "
               f"{statistics.median(auto_vs_best):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in auto_vs_best)}; "
               "target at most 1.05x)")
+        if compare:
+            ratios = [r[("trainer-fp32", bn)] / r[("compared-fp32", bn)] for r in per_round]
+            print(f"{arm}: this checkout's epoch (fp32) against {compare}'s in the same round: "
+                  f"{statistics.median(ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
         print(f"{arm}: trainer (fp32) vs bare loop: {med[('trainer-fp32', bn)] / med[('bare', bn)] - 1:+.1%}; "
               f"page polling vs trainer alone: {med[('polled', bn)] / med[('trainer', bn)] - 1:+.1%}; "
               f"BN-lab probe vs trainer alone: {med[('probed', bn)] / med[('trainer', bn)] - 1:+.1%}")
@@ -315,6 +322,8 @@ def main() -> None:
     p.add_argument("--speed-only", action="store_true", help="skip the accuracy runs")
     p.add_argument("--accuracy-only", action="store_true", help="skip the speed runs")
     p.add_argument("--data-dir", default=os.environ.get("DATA_DIR", str(ROOT / "data")))
+    p.add_argument("--compare", type=Path, help="another checkout of this project (a git worktree of an earlier "
+                   "commit, with the same benchmark cases): its trainer (fp32) timed in the same rounds")
     p.add_argument("--case", help=argparse.SUPPRESS)
     p.add_argument("--bn", action=argparse.BooleanOptionalAction, default=False, help=argparse.SUPPRESS)
     p.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
@@ -339,7 +348,7 @@ def main() -> None:
     print(f"the trainer's default arithmetic here (precision='auto'): {auto}; the original pipeline and the bare "
           "loop use float32")
     if not a.accuracy_only:
-        speed(a.data_dir, speed_epochs, auto, a.rounds or (2 if a.quick else 3))
+        speed(a.data_dir, speed_epochs, auto, a.rounds or (2 if a.quick else 3), a.compare)
     if not a.speed_only:
         accuracy(a.data_dir, acc_epochs, seeds, auto)
 

@@ -6,6 +6,8 @@ import streamlit as st
 from dataclasses import replace
 
 from core import TrainConfig
+from core.engine import course
+from core.engine.data import DATASETS, dataset_spec
 from core.lessons.batchnorm import DEFAULT_SEEDS, MAX_SEEDS, MIN_SEEDS_FOR_VERDICT, group_runs, lab_groups, start_twins
 from core.store.groups import LabKind
 from core.store.pace import estimate
@@ -14,6 +16,7 @@ from ui import keys as K
 from ui.bnlab import any_bn_run, inside_view, modes_view, sweep_view, twins_view
 from ui.data import blocked_help, data_check, data_notice
 from ui.bn_paper import paper_mode_section
+from ui.links import Param, apply_link, choice, link_box, number, part_param, show_number, whole
 from ui.registry import get_store, plain
 from ui.session import viewer
 
@@ -21,18 +24,25 @@ st.title("BatchNorm lab")
 st.markdown("The course says *BN trains faster and reaches higher accuracy*. Test it: each pair of runs differs only "
             "in BatchNorm — same seed, so the same initial weights of every Linear layer and the same minibatch order.")
 store, who = get_store(), viewer()
-data = data_check("mnist")  # the lab trains and classifies MNIST
-data_notice(data, "bn")
+LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+LINK = [Param("dataset", K.BN_DATASET, choice(list(DATASETS))), Param("epochs", K.BN_EPOCHS, whole(1, 30)),
+        Param("seeds", K.BN_SEEDS, whole(1, MAX_SEEDS)), Param("lr", K.BN_LR, number(LRS[0], LRS[-1], LRS), show_number),
+        Param("max_batches", K.BN_MAX_BATCHES, whole(0, 938)), part_param("part", K.BN_TAB, K.BN_PARTS)]
+apply_link("bn", LINK)
 
 with st.container(border=True):
-    c1, c2, c3, c4 = st.columns(4)
+    c0, c1, c2, c3, c4 = st.columns([1.3, 1, 1, 1.3, 1.3])
+    dataset = c0.selectbox("Dataset", list(DATASETS), index=list(DATASETS).index(course.DATASET), key=K.BN_DATASET,
+                           format_func=lambda name: dataset_spec(name).label)
     epochs = c1.number_input("Epochs", 1, 30, 5, key=K.BN_EPOCHS)
     k = c2.number_input("Seeds per arm", 1, MAX_SEEDS, DEFAULT_SEEDS, key=K.BN_SEEDS,
                         help=f"Seeds 0..k-1; the page shows mean and band. Telling BN's effect from seed-to-seed "
                              f"noise takes at least {MIN_SEEDS_FOR_VERDICT} seeds per arm.")
-    lr = c3.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-3, key=K.BN_LR, format_func=lambda v: f"{v:g}")
+    lr = c3.select_slider("Learning rate", LRS, 1e-3, key=K.BN_LR, format_func=lambda v: f"{v:g}")
     mb = c4.number_input("Batches per epoch (0 = all)", 0, 938, 0, key=K.BN_MAX_BATCHES)
-    base = TrainConfig(epochs=int(epochs), lr=float(lr), max_batches=int(mb) or None)
+    data = data_check(dataset)  # the lab trains and classifies the chosen dataset
+    data_notice(data, "bn")
+    base = TrainConfig(dataset=dataset, epochs=int(epochs), lr=float(lr), max_batches=int(mb) or None)
     twins = [replace(base, batch_norm=bn, seed=seed) for seed in range(int(k)) for bn in (True, False)]
     guess = estimate(store.list(), twins, prefer=lambda r: LabKind.TWINS.owns(r.group))  # twins carry a probe
     note = "" if int(k) >= MIN_SEEDS_FOR_VERDICT else (
@@ -44,6 +54,7 @@ with st.container(border=True):
             st.session_state[K.BN_GROUP] = start_twins(store, base, list(range(int(k))), owner=who.owner)
         except AdmissionError as e:
             st.error(plain(str(e)), icon=":material/block:")
+    link_box(LINK)
 
 groups = lab_groups(store, LabKind.TWINS)
 runs = []
@@ -53,7 +64,9 @@ if groups:
 
     def group_label(g: str) -> str:
         rs = group_runs(store, g)
-        return f"{g}: {len(rs) // 2} seed(s) per arm, {rs[0].config.epochs} epochs, lr {rs[0].config.lr:g}"
+        c = rs[0].config
+        on = "" if c.dataset == course.DATASET else f", {dataset_spec(c.dataset).label}"
+        return f"{g}: {len(rs) // 2} seed(s) per arm, {c.epochs} epochs, lr {c.lr:g}{on}"
 
     group = st.selectbox("Twin set", groups, key=K.BN_GROUP, format_func=group_label)
     runs = group_runs(store, group)
@@ -73,10 +86,10 @@ if inside_tab.open:
 if modes_tab.open:
     with modes_tab:
         modes_view(store, data, next((r for r in runs if r.config.batch_norm and r.snapshot.history), None)
-                   or any_bn_run(store))
+                   or any_bn_run(store, dataset))
 if sweep_tab.open:
     with sweep_tab:
-        sweep_view(store, data, who.owner)
+        sweep_view(store, data, who.owner, dataset)
 if paper_tab.open:
     with paper_tab:
-        paper_mode_section(store, data)
+        paper_mode_section(store, data if dataset == course.DATASET else data_check(course.DATASET))  # MNIST's

@@ -4,10 +4,11 @@ import streamlit as st
 
 from core.engine.config import memory_estimate
 from core.engine.data import DATASETS
-from core.lessons.challenge import Challenge, leaderboard, load_challenge, save_challenge
+from core.lessons.challenge import Challenge, load_challenge, save_challenge
 from core.store.runs import RunDeleteError
 from core.store.waiting import queue_waits
 from ui import keys as K
+from ui.challenge import challenge_board
 from ui.registry import get_store, plain
 from ui.session import learner_book, viewer
 
@@ -114,22 +115,4 @@ with right:
         st.rerun()
 
 
-@st.fragment(run_every=2.0)
-def board() -> None:
-    challenge, _ = load_challenge(store.root)
-    if challenge is None:
-        st.caption("No challenge yet: compose one above; learners see it on their Home page and the board here "
-                   "fills in as their runs finish.")
-        return
-    st.markdown(f"**{plain(challenge.title)}**: {plain(challenge.describe())}")
-    rows = []
-    for i, row in enumerate(leaderboard(challenge, store.list(), [l.id for l in book.all()]), start=1):
-        best = row.best
-        score = ("–" if best is None else f"{best.score:.2%}" if challenge.goal == "accuracy" else f"{best.score:.1f} s")
-        rows.append({"#": i if best else "", "learner": book.name_of(row.owner), "score": score,
-                     "run": best.run.name if best else "", "training": row.live,
-                     "not qualifying": "; ".join(f"{e.run.name}: {', '.join(e.broken)}" for e in row.not_qualifying)})
-    st.dataframe(rows, hide_index=True, width="stretch")
-
-
-board()
+challenge_board(store, book)

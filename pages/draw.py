@@ -2,25 +2,27 @@
 import ui  # noqa: F401 - first: on a fresh server's first request, switches to app.py's menu before torch loads
 import streamlit as st
 
+from core.engine import course
 from core import WeightsError
 from core.drawing.collection import DrawingsError, DrawingStore
 from core.drawing.drawing_set import QUICK_MODEL
 from core.drawing.predict import classify_non_digits, confident_shapes, predict_digit, saliency_map
 from core.drawing.preprocess import preprocess
 from ui import keys as K
-from ui.data import blocked_help, data_check, data_notice
-from ui.drawings import cell, drawing_accuracies, drawings_count, waiting, waiting_notice
-from ui.estimate import duration_caption, progress_words
+from ui.data import data_check, data_notice
+from ui.drawings import cell, drawing_accuracies, drawings_count, quick_train, waiting, waiting_notice
 from ui.figures import bar_figure
+from ui.links import Param, apply_link, flag, flag_text, link_box
 from ui.my_drawings import my_drawings
 from ui.registry import BROKEN, get_store, ordered_runs
+from ui.session import viewer
 from ui.tiles import GAP, TILE, preprocessing_strip, saliency_figure
 
 from streamlit_drawable_canvas import st_canvas  # noqa: E402 - only importable inside a running page
 
 st.title("Draw a digit")
 store = get_store()
-data = data_check("mnist")  # quick-training needs it; drawing with a trained model does not
+data = data_check(course.DATASET)  # quick-training needs it; drawing with a trained model does not
 QUICK = QUICK_MODEL  # BatchNorm + the robust preset: trained to read drawings, not only MNIST's writers
 CANVAS = 280  # px, square; its column is at least this wide from a 800 px window up (tests/browser/test_draw.py)
 CANVAS_TOOLBAR = 36  # px above the canvas where streamlit-drawable-canvas puts its toolbar
@@ -33,30 +35,7 @@ def cached_model(run_id: str, epochs_done: int):  # epochs_done: newer weights, 
 
 
 def usable_runs():
-    return [r for r in store.list() if r.config.dataset == "mnist" and r.snapshot.history and not r.live]
-
-
-def quick_train(label: str, primary: bool) -> None:
-    """The quick-train button (off while the data is missing), or the progress of the quick run once it trains;
-    the page reloads when it ends."""
-    live = store.find_live(QUICK)
-    if live is None and st.button(label, key=K.DRAW_QUICK_TRAIN, type="primary" if primary else "secondary",
-                                  disabled=not data.ok, help=blocked_help(data) or
-                                  f"{QUICK.label()}: BatchNorm and the robust preset (Train page: "
-                                  "'Robust to drawings'), which augments every training batch"):
-        live = store.start(QUICK, name="quick model for drawings (draw page)")
-    if live is None:
-        duration_caption([QUICK], data)
-    else:
-        @st.fragment(run_every=0.5)
-        def quick_progress() -> None:
-            snap = store.get(live.id).snapshot
-            st.progress(snap.run_progress, text=progress_words(snap, QUICK))
-            if snap.status == "failed":
-                st.error(snap.error)
-            elif not snap.live:
-                st.rerun(scope="app")
-        quick_progress()
+    return [r for r in store.list() if r.config.dataset == course.DATASET and r.snapshot.history and not r.live]
 
 
 runs = usable_runs()
@@ -64,7 +43,7 @@ if not runs:
     st.info(f"No trained MNIST model yet. Train one that reads drawings (BatchNorm, robust preset, {QUICK.epochs} "
             "epochs), or use the Train page.")
     data_notice(data, "draw")
-    quick_train("Quick-train a model", primary=True)
+    quick_train(store, data, "Quick-train a model", primary=True, owner=viewer().owner)
     st.stop()
 
 on_drawings = drawing_accuracies(store, runs)
@@ -75,6 +54,17 @@ labels = {r.id: f"{r.name} · test {r.snapshot.final.test_acc:.2%} · drawings {
 # models until the learner picks one.
 best = max([r for r in runs if r.snapshot.status not in BROKEN] or runs,
            key=lambda r: (on_drawings[r.id] is not None, on_drawings[r.id] or 0.0, r.snapshot.final.test_acc)).id
+
+
+def trained_model(text: str) -> str:
+    if text not in labels:
+        raise ValueError("no trained MNIST model with this id on this server")
+    return text
+
+
+LINK = [Param("model", K.DRAW_MODEL, trained_model), Param("compare", K.DRAW_COMPARE, flag, flag_text),
+        Param("second_model", K.DRAW_COMPARE_MODEL, trained_model)]
+apply_link("draw", LINK)
 chosen_before = st.session_state.get(K.DRAW_MODEL)
 if chosen_before not in labels or chosen_before == st.session_state.get(K.DRAW_DEFAULT_MODEL):
     st.session_state[K.DRAW_MODEL] = best
@@ -93,7 +83,7 @@ if not any(r.config.robust for r in runs):
     with c1:
         st.caption("None of these models trained with the robust preset, which teaches a model to read drawings.")
         data_notice(data, "draw")
-        quick_train("Quick-train a model for drawings", primary=False)
+        quick_train(store, data, "Quick-train a model for drawings", primary=False, owner=viewer().owner)
 compare = c2.toggle("Compare with a second model (e.g. BN vs no-BN)", key=K.DRAW_COMPARE)
 other_id = None
 if compare:
@@ -102,10 +92,13 @@ if compare:
         # default: the learner's own run with the other BN setting (never a lab run that failed or diverged first)
         pick = next((r.id for r in ordered_runs(runs) if r.id != model_id and r.snapshot.status not in BROKEN
                      and r.config.batch_norm != store.get(model_id).config.batch_norm), others[0])
+        if st.session_state.get(K.DRAW_COMPARE_MODEL) not in others:  # the first model now, or gone
+            st.session_state.pop(K.DRAW_COMPARE_MODEL, None)
         other_id = c2.selectbox("Second model", others, index=others.index(pick), key=K.DRAW_COMPARE_MODEL,
                                 format_func=labels.get)
     else:
         c2.caption("Train a second model to compare.")
+link_box(LINK, c2)
 
 try:
     models = {i: cached_model(i, store.get(i).snapshot.epoch) for i in filter(None, [model_id, other_id])}

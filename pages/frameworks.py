@@ -1,6 +1,7 @@
 """Frameworks: the course's network in PyTorch and in Keras, the defaults that differ, and twin runs."""
 import streamlit as st
 
+from core.engine import course
 from core import TrainConfig
 from core.engine.config import KERAS_MATCHABLE, keras_matched
 from core.engine.data import dataset_spec, num_batches
@@ -38,7 +39,7 @@ st.markdown("The course gives its MNIST network twice. Below, each as the course
             "and optimizer a run here builds (BatchNorm on), so it cannot drift from what trains. The Keras model "
             "trains with Keras' own `fit` on the JAX backend, in the same run store as every PyTorch run.")
 store, who = get_store(), viewer()
-data = data_check("mnist")  # the twin runs train on MNIST; the listings and the defaults table need no data
+data = data_check(course.DATASET)  # the twin runs train on MNIST; the listings and the defaults table need no data
 LINK = [Param("epochs", K.FW_EPOCHS, whole(1, 10)), Param("max_batches", K.FW_MAX_BATCHES, whole(0, 938)),
         Param("seed", K.FW_SEED, whole(0, 1000)), Param("batch_norm", K.FW_BN, flag, flag_text),
         Param("match", K.FW_MATCH, flag, flag_text),

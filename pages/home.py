@@ -2,8 +2,11 @@
 import ui  # noqa: F401 - first: on a fresh server's first request, switches to app.py's menu before torch loads
 import streamlit as st
 
+from core.engine import course
 from ui.data import data_check, data_notice
+from ui.challenge import challenge_board
 from ui.registry import get_store, lab_kind
+from ui.session import learner_book, viewer
 
 st.title("Learn deep learning by training real networks on MNIST")
 st.write("Train a real PyTorch network on handwritten digits and watch what it learns.")
@@ -14,7 +17,9 @@ with st.expander("What runs here, and where the numbers come from"):
         "On the Train, Runs, BatchNorm, Frameworks and Draw pages the numbers come from the runs you start; the "
         "Softmax explorer computes its panels from the values you set (each checked against PyTorch autograd), and "
         "its experiment buttons train small models of their own.")
-data_notice(data_check("mnist"), "home")
+data_notice(data_check(course.DATASET), "home")
+if (who := viewer()).class_mode:  # the teacher's challenge, if one is set, with the class's leaderboard
+    challenge_board(get_store(), learner_book(), who.by)
 
 trained = any(r.snapshot.history and lab_kind(r) is None for r in get_store().list())
 st.subheader("Start here")

@@ -16,11 +16,12 @@ from ui.drawings import COLUMN as DRAWINGS_COLUMN, cell, drawing_accuracies, wai
 from ui.evaluation import cleanup, evaluation_view
 from ui.figures import accuracy_figure, loss_figure
 from ui.registry import BROKEN, default_run, fresh_label, get_store, lab_kind, ordered_runs, plain, run_labels
+from ui.session import owner_name, shown_runs, viewer, visible_runs
 
 
-store = get_store()
+store, who = get_store(), viewer()
 st.title("Runs & evaluation")
-runs = store.list()
+runs = visible_runs(store.list(), who, st, "runs")  # class mode: a learner's own, others' under a switch
 damaged = store.damaged()
 
 
@@ -29,7 +30,8 @@ if result := st.session_state.pop(K.RUNS_CLEANUP_RESULT, None):
     st.success(msg) if ok else st.error(plain(msg))
 data = data_check()
 if not runs:
-    cleanup(store, runs, damaged)
+    if who.by is None:
+        cleanup(store, runs, damaged)
     data_notice(data, "runs")
     st.info("No runs yet. Start one on the Train page.")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/monitoring:")
@@ -39,7 +41,7 @@ BEST_COLUMN = "highest test acc (epoch picked on the test set)"
 BEST_HELP = ("The best of the run's per-epoch test accuracies. Choosing the epoch by its test accuracy makes this an "
              "optimistic number: the final test acc, or a held-out dev set to choose on, is the honest one.")
 # What a learner compares first, then the name with room to be read whole, then every other setting.
-FIRST = ["name", "status", "final test acc", DRAWINGS_COLUMN, "BN", "Learning rate", "epochs", "seconds", BEST_COLUMN,
+FIRST = ["name", *(["learner"] if who.class_mode else []), "status", "final test acc", DRAWINGS_COLUMN, "BN", "Learning rate", "epochs", "seconds", BEST_COLUMN,
          "lab"]
 TABLE_COLUMNS = {"name": st.column_config.TextColumn("name", width="large"),
                  DRAWINGS_COLUMN: st.column_config.TextColumn(DRAWINGS_COLUMN,  # as wide as its header
@@ -54,9 +56,9 @@ TABLE_COLUMNS = {"name": st.column_config.TextColumn("name", width="large"),
 def runs_table() -> None:
     rows = []
     on_drawings = drawing_accuracies(store, store.list())  # measured once per run, then read from its folder
-    for r in ordered_runs(store.list()):
+    for r in ordered_runs(shown_runs(store.list(), who, "runs")):
         s = r.snapshot
-        rows.append({"name": r.name, "status": s.status,
+        rows.append({"name": r.name, **({"learner": owner_name(r)} if who.class_mode else {}), "status": s.status,
                      "final test acc": f"{s.final.test_acc:.2%}" if s.final else "–",
                      DRAWINGS_COLUMN: cell(store, r, on_drawings.get(r.id), 2),
                      "seconds": round(s.elapsed, 1), "epochs": f"{s.epoch}/{r.config.epochs}",
@@ -79,6 +81,7 @@ with_lab = st.toggle(f"List the labs' runs in the pickers below ({len(lab)})", k
                      help="BatchNorm twins and sweeps, tuning trials, framework twins: off, the pickers list your own "
                           "runs (and any run already chosen)")
 shown = ordered_runs(runs, lab=with_lab) or ordered_runs(runs)
+shown = sorted(shown, key=lambda r: not who.owns(r))  # class mode: the learner's own first, then the class's
 ids = [r.id for r in shown]
 ok = [r.id for r in shown if r.snapshot.status not in BROKEN]
 if failed := sum(r.snapshot.status == "failed" for r in runs) + len(damaged):
@@ -104,7 +107,7 @@ def overlay() -> None:
 
 def manage_run() -> None:
     if st.session_state.get(K.RUNS_EDIT) not in labels:
-        st.session_state[K.RUNS_EDIT] = default_run(shown).id
+        st.session_state[K.RUNS_EDIT] = default_run([r for r in shown if who.owns(r)] or shown).id
     edit_ids = ids if st.session_state[K.RUNS_EDIT] in ids else [st.session_state[K.RUNS_EDIT], *ids]
     fresh_label(K.RUNS_EDIT)
     run_id = st.selectbox("Run", edit_ids, key=K.RUNS_EDIT, format_func=labels.get)
@@ -116,15 +119,19 @@ def manage_run() -> None:
     if info.problems:
         st.warning("Read with problems in its files; what could be read is shown:\n"
                    + "\n".join(f"- {plain(p)}" for p in info.problems), icon=":material/report:")
+    if not who.owns(info):  # the store refuses too (RunPermissionError); the page says it first
+        st.info(f"{plain(owner_name(info))}'s run: you can look at it, not rename, download or delete it.",
+                icon=":material/lock:")
+        return
     c1, c2, c3 = st.columns([2, 1, 1])
     new_name = c1.text_input("New name", info.name, key=K.RUNS_NEW_NAME)
     if c1.button("Rename", key=K.RUNS_RENAME):
         try:
-            store.rename(run_id, new_name)
+            store.rename(run_id, new_name, by=who.by)
             st.rerun()
         except ValueError as e:
             st.error(str(e))
-    c2.download_button("Download (zip)", lambda: store.export_zip(run_id),  # built only when clicked
+    c2.download_button("Download (zip)", lambda: store.export_zip(run_id, by=who.by),  # built only when clicked
                        file_name=f"run-{run_id}.zip", mime="application/zip", key="runs_download",
                        help="config.json, metrics.csv and weights.safetensors in one archive")
     if info.live:
@@ -134,11 +141,12 @@ def manage_run() -> None:
         if c3.button("Delete", key=K.RUNS_DELETE, disabled=not confirm):
             st.session_state.pop(K.RUNS_CONFIRM_DELETE, None)
             try:
-                store.delete(run_id)
+                store.delete(run_id, by=who.by)
                 st.rerun()
             except (RunDeleteError, RuntimeError) as e:
                 st.error(plain(str(e)))
-    cleanup(store, runs, damaged)
+    if who.by is None:  # failed and damaged runs of everyone: the teacher's (or the one learner's) to clear
+        cleanup(store, runs, damaged)
 
 
 @st.cache_data(max_entries=8, show_spinner="Evaluating on 10,000 test images…")

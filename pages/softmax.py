@@ -2,6 +2,7 @@
 import numpy as np
 import streamlit as st
 
+from core.engine import course
 from core.engine.data import DataUnavailableError
 from core.lessons.softmax import (WORKED_CLASSES, WORKED_PROBS, autograd_bce, autograd_softmax_ce, binary_comparison,
                                   compared_forms, confidence_sweep, double_softmax_harm, logits_for_probs,
@@ -25,7 +26,7 @@ apply_link("softmax", LINK)
 top = st.columns([1, 1, 2])
 predicting = prediction_mode("softmax", top[0])
 link_box(LINK, top[1])
-data = data_check("mnist")  # the two experiments train on MNIST; the rest computes from the sliders
+data = data_check(course.DATASET)  # the two experiments train on MNIST; the rest computes from the sliders
 data_line(data, "The two experiments (tabs *Labels* and *Double softmax*)", "in those tabs")
 
 multi, binary, labels, double = st.tabs(["Multi-class", "Binary: sigmoid vs 2-way softmax", "Labels: ordinal vs one-hot",

@@ -3,6 +3,7 @@ at 1400x900), Start / Pause / Resume / Stop."""
 import ui  # noqa: F401 - first: on a fresh server's first request, switches to app.py's menu before torch loads
 import streamlit as st
 
+from core.engine import course
 from core import DuplicateRunError, TrainConfig
 from core.store.runs import AdmissionError
 from core.engine.cpu import apply_thread_policy
@@ -55,7 +56,7 @@ def start(config: TrainConfig, allow_duplicate: bool = False) -> None:
 
 with left:
     config = read_config()
-    data = data_check(config.dataset if config else "mnist")
+    data = data_check(config.dataset if config else course.DATASET)
     with notice:
         data_notice(data, K.TRAIN)
     st.session_state.pop(K.TRAIN_REFUSED, None)

@@ -3,6 +3,7 @@ Each lesson is a tab, and only the open one runs and is drawn (ui/tuning_lessons
 import ui  # noqa: F401 - first: on a fresh server's first request, switches to app.py's menu before torch loads
 import streamlit as st
 
+from core.engine import course
 from core.engine.config import TrainConfig
 from core.engine.data import DataUnavailableError
 from core.lessons import tuning as T
@@ -11,6 +12,8 @@ from ui import keys as K
 from ui.data import blocked_help, data_check, data_notice
 from ui.registry import get_store, plain
 from ui.tuning import get_pace, get_tuner, storage_notice
+from ui.links import Param, apply_link, link_box, part_param, whole
+from ui.session import viewer
 from ui.tuning_lessons import LESSONS, Lab
 
 st.title("Hyperparameter tuning lab")
@@ -18,9 +21,12 @@ st.markdown("Each lesson below is an experiment: press its button and a study st
             "[Optuna](https://optuna.org). Every trial is an ordinary run — it appears on the Runs page — and a "
             "study lives in storage, so it can be stopped and resumed, even after a restart.")
 store, tuner = get_store(), get_tuner()
+LINK = [Param("epochs", K.TUNE_EPOCHS, whole(1, 10)), Param("max_batches", K.TUNE_BATCHES, whole(0, 938)),
+        part_param("lesson", K.TUNE_TAB, K.TUNE_PARTS)]
+apply_link("tuning", LINK)
 if not storage_notice(tuner):
     st.stop()
-data = data_check("mnist")
+data = data_check(course.DATASET)
 pace = None  # this machine's pace, measured on MNIST: none while it is not on disk (nothing can train then)
 if data_notice(data, K.TUNE):
     try:
@@ -46,8 +52,9 @@ with st.container(border=True):
             st.caption(f"Measured on this machine: a training step at batch 64 takes "
                        f"{(pace.step_fixed + 64 * pace.per_sample) * 1000:.1f} ms, an evaluation of the 10,000 test "
                        f"images {pace.eval_seconds:.2f} s. Studies are stored in the {describe(tuner.storage_url)}.")
+    link_box(LINK, c3)
 
-lab = Lab(tuner, store, pace, epochs, max_batches, blocked_help(data))
+lab = Lab(tuner, store, pace, epochs, max_batches, blocked_help(data), owner=viewer().owner)
 for tab, lesson in zip(st.tabs(K.TUNE_PARTS, key=K.TUNE_TAB, on_change="rerun"), LESSONS):
     if tab.open:
         with tab:

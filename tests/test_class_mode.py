@@ -146,6 +146,39 @@ def test_two_learners_see_their_own_runs_and_cannot_touch_the_others(class_app):
         store.delete(anns.id, by=LearnerBook(store.root).lookup(ben_key).id)
 
 
+def test_the_runs_page_lists_a_learners_own_runs_and_shows_the_others_read_only(class_app):
+    """Catches a Runs page that lists everyone's runs in a class, chooses another learner's run in its pickers, or
+    offers rename / download / delete on a run that is not the learner's (the store refuses them too)."""
+    from ui.registry import get_store
+    from tests.waiting import open_part
+
+    _, ann_key = join("Ann")
+    _, ben_key = join("Ben")
+    store, book = get_store(), LearnerBook(get_store().root)
+    ann_id = book.lookup(ann_key).id
+    run = store.start(TrainConfig(epochs=1, max_batches=3), name="Ann's run", owner=ann_id)
+    wait_ended(store)
+    ann = session(learner=ann_key)
+    ann.switch_page("pages/runs.py").run()
+    assert list(ann.dataframe[0].value["name"]) == ["Ann's run"] and list(ann.dataframe[0].value["learner"]) == ["Ann"]
+    open_part(ann, K.RUNS_TAB, "Manage runs")
+    assert ann.button(key=K.RUNS_RENAME) and not ann.exception
+
+    ben = session(learner=ben_key)
+    ben.switch_page("pages/runs.py").run()
+    assert "No runs yet" in texts(ben) and not ben.dataframe
+    ben.toggle(key=f"{K.SESSION_CLASS_RUNS}_runs").set_value(True).run()
+    assert list(ben.dataframe[0].value["name"]) == ["Ann's run"]
+    open_part(ben, K.RUNS_TAB, "Manage runs")
+    assert not ben.exception and "Ann's run: you can look at it" in texts(ben)
+    assert not [b for b in ben.button if b.key in (K.RUNS_RENAME, K.RUNS_DELETE)]
+    from core.store.runs import RunPermissionError
+    for act in (lambda: store.rename(run.id, "mine now", by=book.lookup(ben_key).id),
+                lambda: store.export_zip(run.id, by=book.lookup(ben_key).id)):
+        with pytest.raises(RunPermissionError):
+            act()
+
+
 def test_a_learners_twins_in_the_batchnorm_lab_are_theirs(class_app):
     """Catches the lab starting runs for nobody: in a class every learner's twins counted as one learner's in the
     queue (no fairness between them, the class's 13th waiting twin refused) and were nobody's to stop."""
@@ -180,6 +213,9 @@ def test_the_teacher_sees_the_class_page_and_learners_do_not(class_app):
     teacher.run()
     challenge, _ = load_challenge(get_store().root)
     assert challenge is not None
+    home = session(learner=key)  # a learner sees the challenge on their Home page, their row marked
+    assert not home.exception and "Two epochs" in texts(home)
+    assert list(home.dataframe[0].value["learner"]) == ["Ann (you)"]
 
 
 def test_train_settings_round_trip_through_the_url(app_env, monkeypatch):

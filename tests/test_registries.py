@@ -43,12 +43,35 @@ def runs_table(app_env, config) -> list[dict]:
 
 
 def test_a_new_dataset_is_one_registry_entry(app_env, monkeypatch, capsys):
+    """Catches a page or lab that names its datasets itself (the BatchNorm lab trained MNIST only): the entry is in
+    the CLI, trains from the Train page and from the BatchNorm lab, and shows in the Runs table."""
+    from ui.registry import get_store
+
     mnist = DATASETS["mnist"]
     monkeypatch.setitem(DATASETS, "mnist-copy", dataclasses.replace(mnist, name="mnist-copy", label="MNIST, a copy"))
     assert "mnist-copy" in cli_help(capsys)
-    assert "MNIST, a copy" in train_page(app_env).selectbox(key=K.TRAIN_DATASET).options  # options as labelled
-    rows = runs_table(app_env, C.TrainConfig(dataset="mnist-copy", epochs=1, max_batches=3))
-    assert rows[0]["Dataset"] == "mnist-copy"
+    at = train_page(app_env)
+    assert "MNIST, a copy" in at.selectbox(key=K.TRAIN_DATASET).options  # options as labelled
+    at.selectbox(key=K.TRAIN_DATASET).set_value("mnist-copy")
+    at.number_input(key=K.TRAIN_EPOCHS).set_value(1)
+    at.number_input(key=K.TRAIN_MAX_BATCHES).set_value(3).run()
+    at.button(key=K.TRAIN_START).click().run()
+    assert not at.exception, at.exception
+    store = get_store()
+    wait_until(lambda: store.list() and not any(r.live for r in store.list()), 120, what="the Train page's run")
+
+    at.switch_page("pages/batchnorm.py").run()
+    assert "MNIST, a copy" in at.selectbox(key=K.BN_DATASET).options
+    at.selectbox(key=K.BN_DATASET).set_value("mnist-copy")
+    at.number_input(key=K.BN_EPOCHS).set_value(1)
+    at.number_input(key=K.BN_SEEDS).set_value(1)
+    at.number_input(key=K.BN_MAX_BATCHES).set_value(3).run()
+    at.button(key=K.BN_START).click().run()
+    assert not at.exception, at.exception
+    wait_until(lambda: len(store.list()) == 3 and not any(r.live for r in store.list()), 120, what="the lab's twins")
+    assert [(r.config.dataset, r.snapshot.status) for r in store.list()] == [("mnist-copy", "finished")] * 3
+    rows = runs_table(app_env, C.TrainConfig(dataset="mnist-copy", epochs=1, max_batches=2))
+    assert {row["Dataset"] for row in rows} == {"mnist-copy"}
 
 
 def test_a_new_optimizer_is_one_registry_entry(app_env, monkeypatch, capsys):

@@ -9,7 +9,7 @@ from typing import Sequence
 import streamlit as st
 
 from core import TrainConfig, WeightsError
-from core.engine.data import DataCheck, dataset_spec
+from core.engine.data import DataCheck
 from core.lessons.batchnorm import (LR_SWEEP, ArmSummary, bn_parameters, group_runs, lab_groups, noise_verdict,
                                     read_probe, seed_pairs, standard_normal_percentiles, start_lr_sweep,
                                     summarize_arm, train_vs_eval)
@@ -226,8 +226,8 @@ def inside_view(store: RunStore, runs: Sequence[RunInfo]) -> None:
 
 
 # --- train mode vs eval mode ----------------------------------------------------------------------------------
-def any_bn_run(store: RunStore) -> RunInfo | None:
-    return next((r for r in store.list() if r.config.batch_norm and r.config.dataset == "mnist" and r.snapshot.history
+def any_bn_run(store: RunStore, dataset: str) -> RunInfo | None:
+    return next((r for r in store.list() if r.config.batch_norm and r.config.dataset == dataset and r.snapshot.history
                  and not r.live), None)
 
 
@@ -242,7 +242,7 @@ def modes_view(store: RunStore, data: DataCheck, bn_run: RunInfo | None) -> None
     data_line(data, "the comparison")
     if st.button("Classify 512 test images both ways", key=K.BN_MODES, disabled=not data.ok, help=blocked_help(data)):
         with st.spinner("Classifying…"):
-            st.session_state[K.BN_MODES_RESULT] = (bn_run.id, train_vs_eval(store.load_model(bn_run.id), "mnist",
+            st.session_state[K.BN_MODES_RESULT] = (bn_run.id, train_vs_eval(store.load_model(bn_run.id), bn_run.config.dataset,
                                                                             store.data_dir))
     saved = st.session_state.get(K.BN_MODES_RESULT)
     if saved and saved[0] == bn_run.id:
@@ -261,21 +261,24 @@ def modes_view(store: RunStore, data: DataCheck, bn_run: RunInfo | None) -> None
 
 # --- the learning-rate sweep ----------------------------------------------------------------------------------
 def collapsed_note(data: DataCheck, store: RunStore, done: list[tuple[str, float, float]]) -> None:
-    """An arm whose accuracy is exactly one digit's share of the test set answers that digit for everything."""
+    """An arm whose accuracy is exactly one class's share of the test set answers that class for everything."""
     if not data.ok:
         return
-    shares, n = class_shares("mnist", store.data_dir), dataset_spec("mnist").test_size
+    shares, n = class_shares(data.spec.name, store.data_dir), data.spec.test_size
     hits = [(k, lr, a, c) for k, lr, a in done if (c := one_class_answer(a, shares, n)) is not None]
     for k, lr, a, c in hits:
-        st.info(f"**{k} at lr {lr:g}: {a:.2%}** is exactly the share of {c}s among the {n:,} test images "
-                f"({round(shares[c] * n):,} of them): what a network scores when it answers {c} for every image. "
-                f"At this learning rate the {k} network collapsed and learned nothing about the digits (guessing "
+        name = data.spec.class_names[c]
+        many = f"{name}s" if name.isdigit() else f"class {name}"
+        st.info(f"**{k} at lr {lr:g}: {a:.2%}** is exactly the share of {many} among the {n:,} test images "
+                f"({round(shares[c] * n):,} of them): what a network scores when it answers {name} for every image. "
+                f"At this learning rate the {k} network collapsed and learned nothing about the images (guessing "
                 f"at random would score about {1 / len(shares):.0%}).", icon=":material/info:")
 
 
-def sweep_view(store: RunStore, data: DataCheck, owner: str) -> None:
-    """The learning-rate sweep: its own runs, independent of the twins; `owner` starts it (class mode)."""
-    sweep_cfg = TrainConfig(epochs=1, max_batches=150)
+def sweep_view(store: RunStore, data: DataCheck, owner: str, dataset: str) -> None:
+    """The learning-rate sweep on `dataset`: its own runs, independent of the twins; `owner` starts it (class
+    mode)."""
+    sweep_cfg = TrainConfig(dataset=dataset, epochs=1, max_batches=150)
     sweep_guess = estimate(store.list(), [replace(sweep_cfg, batch_norm=bn, lr=lr) for lr in LR_SWEEP for bn in (True, False)],
                            prefer=lambda r: LabKind.LR_SWEEP.owns(r.group))
     st.markdown(f"BN is said to tolerate larger learning rates. This trains both arms at lr = {', '.join(f'{v:g}' for v in LR_SWEEP)} "

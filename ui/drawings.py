@@ -12,8 +12,12 @@ import streamlit as st
 
 import core.shutdown as shutdown
 from core.drawing import drawing_set as D
-from core.engine.data import check_dataset, dataset_spec
-from core.store.runs import RunInfo, RunStore
+from core.engine.data import DataCheck, check_dataset, dataset_spec
+from core.store.runs import AdmissionError, RunInfo, RunStore
+from ui import keys as K
+from ui.data import blocked_help
+from ui.estimate import duration_caption, progress_words
+from ui.registry import plain
 
 COLUMN = "on drawings"  # the runs table's column, next to the MNIST test accuracy
 MEASURING = "measuring…"
@@ -69,3 +73,31 @@ def cell(store: RunStore, info: RunInfo, acc: float | None, digits: int = 1) -> 
     if acc is not None:
         return f"{acc:.{digits}%}"
     return MEASURING if D.needs_measuring(store, info) and _data_ok(store) else "–"
+
+
+def quick_train(store: RunStore, data: DataCheck, label: str, primary: bool, owner: str = "") -> None:
+    """The Draw page's quick-train button (off while the data is missing), or the progress of the quick run once it
+    trains (`owner`'s own, in class mode); the page reloads when it ends."""
+    quick = D.QUICK_MODEL
+    live = store.find_live(quick, owner)
+    if live is None and st.button(label, key=K.DRAW_QUICK_TRAIN, type="primary" if primary else "secondary",
+                                  disabled=not data.ok, help=blocked_help(data) or
+                                  f"{quick.label()}: BatchNorm and the robust preset (Train page: "
+                                  "'Robust to drawings'), which augments every training batch"):
+        try:
+            live = store.start(quick, name="quick model for drawings (draw page)", owner=owner)
+        except AdmissionError as e:
+            st.error(plain(str(e)), icon=":material/block:")
+    if live is None:
+        duration_caption([quick], data)
+        return
+
+    @st.fragment(run_every=0.5)
+    def quick_progress() -> None:
+        snap = store.get(live.id).snapshot
+        st.progress(snap.run_progress, text=progress_words(snap, quick))
+        if snap.status == "failed":
+            st.error(snap.error)
+        elif not snap.live:
+            st.rerun(scope="app")
+    quick_progress()

@@ -85,6 +85,7 @@ DRAW_MINE_EXPORT = "draw_export"
 DRAW_ODD_DELETE = "draw_odd_delete_"  # + the entry's position in the list of odd entries
 
 # BatchNorm lab
+BN_DATASET = "bn_dataset"
 BN_EPOCHS = "bn_epochs"
 BN_SEEDS = "bn_seeds"
 BN_LR = "bn_lr"

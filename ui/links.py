@@ -8,6 +8,7 @@ without the learner's key.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 from urllib.parse import urlencode
@@ -146,3 +147,19 @@ def choice(options: Sequence[str]) -> Callable[[str], str]:
 
 def show_number(value: float) -> str:
     return f"{value:g}"
+
+
+def slug(text: str) -> str:
+    """A label as a URL word: "Twins: BN vs no-BN" -> "twins-bn-vs-no-bn"."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower().replace("'", "").replace("β", "beta")).strip("-")
+
+
+def part_param(name: str, key: str, labels: Sequence[str]) -> Param:
+    """Which tab of a page is open (its key holds the tab's label), as a word in the URL."""
+    by_slug = {slug(label): label for label in labels}
+
+    def parse(text: str) -> str:
+        if text not in by_slug:
+            raise ValueError("one of " + ", ".join(by_slug))
+        return by_slug[text]
+    return Param(name, key, parse, slug)

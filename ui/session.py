@@ -115,6 +115,19 @@ def visible_runs(runs: list, who: Viewer, where, key: str) -> list:
     if who.by is None:
         return runs
     others = sum(1 for r in runs if r.owner != who.by)
-    show = where.toggle(f"Class runs ({others})", key=f"{K.SESSION_CLASS_RUNS}_{key}", disabled=not others,
-                        help="Also list other learners' runs: you can look at them, not change them")
-    return runs if show else [r for r in runs if r.owner == who.by]
+    where.toggle(f"Class runs ({others})", key=f"{K.SESSION_CLASS_RUNS}_{key}", disabled=not others,
+                 help="Also list other learners' runs: you can look at them, not change them")
+    return shown_runs(runs, who, key)
+
+
+def shown_runs(runs: list, who: Viewer, key: str) -> list:
+    """`runs` filtered as the page's "Class runs" switch (drawn by visible_runs) says: for a part of the page that
+    redraws by itself (a fragment) and lists the runs anew."""
+    if who.by is None or st.session_state.get(f"{K.SESSION_CLASS_RUNS}_{key}"):
+        return runs
+    return [r for r in runs if r.owner == who.by]
+
+
+def owner_name(run) -> str:
+    """Who a run belongs to, as the class sees it: a learner's display name, or "teacher / everyone"."""
+    return learner_book().name_of(run.owner) if run.owner else "teacher / everyone"

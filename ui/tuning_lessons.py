@@ -27,6 +27,7 @@ class Lab:
     epochs: int
     max_batches: int | None
     blocked_help: str | None
+    owner: str = ""  # who starts the studies (class mode): their trials are that learner's runs
 
     @property
     def off(self) -> dict:
@@ -46,7 +47,7 @@ class Lab:
         group, seed = f"{prefix}-{token}", int(token, 16)
         for key, spec in specs.items():
             self.tuner.create(f"{group}-{key}", replace(T.reseeded(spec, seed) if training_seed else spec, group=group,
-                                                        seed=seed))
+                                                        seed=seed, owner=self.owner))
         return group
 
     def newest_group(self, lessons: tuple[str, ...], chosen_key: str) -> dict[str, str] | None:
@@ -253,7 +254,7 @@ def coarse_to_fine(lab: Lab) -> None:
                     f"{1 - region['one_minus_beta1'][1]:.4f} – {1 - region['one_minus_beta1'][0]:.4f}).")
         if st.button("Start a finer study inside this region", key=K.TUNE_C2F_FINE, type="primary", **lab.off):
             spec_f = T.fine(coarse_spec, region, coarse_spec.n_trials)
-            tuner.create(f"{coarse_spec.group}-fine", spec_f)
+            tuner.create(f"{coarse_spec.group}-fine", replace(spec_f, owner=lab.owner))
             st.rerun(scope="app")
 
     lab.live_panel(list(found.values()), "c2f", draw)
@@ -275,7 +276,8 @@ def own_study(lab: Lab) -> None:
                       format_func=lambda p: {"median": "median (stop trials below the median)", "none": "none"}[p])
     name = c3.text_input("Study name (optional)", key=K.TUNE_OWN_NAME, max_chars=60)
     if names:
-        spec = make_spec(n, lab.epochs, lab.max_batches, names=names, sampler=sampler, pruner=pruner, lesson="own")
+        spec = make_spec(n, lab.epochs, lab.max_batches, names=names, sampler=sampler, pruner=pruner, lesson="own",
+                         owner=lab.owner)
         st.caption(f"{n} trials: {lab.duration([spec])} on this machine if none is pruned.")
         if st.button("Start the study", key=K.TUNE_OWN_START, type="primary", **lab.off):
             try:

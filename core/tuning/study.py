@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import core.shutdown as shutdown
 from core.engine.config import TrainConfig, config_from_dict
 from core.store.groups import LabKind
+from core.store.records import OWNER
 from core.store.runs import RunStore
 from core.tuning.space import Dimension, apply_params, make_space
 from core.tuning.storage import default_storage_url, is_dead, is_rdb_url, open_storage, worker_id  # noqa: F401
@@ -55,6 +56,7 @@ class StudySpec:
     seed: int = 0  # the sampler's seed (a resumed study reseeds with the number of trials already made)
     lesson: str = ""  # which lesson of the Tuning page made it
     group: str = ""  # studies that one lesson compares
+    owner: str = ""  # the learner who started it (class mode): its trials are that learner's runs
 
     def __post_init__(self) -> None:
         self.validate()
@@ -68,6 +70,8 @@ class StudySpec:
             raise ValueError(f"pruner: choose one of {', '.join(PRUNERS)}; got {self.pruner!r}")
         if not self.space:
             raise ValueError("search space: choose at least one parameter")
+        if not (isinstance(self.owner, str) and (self.owner == "" or OWNER.fullmatch(self.owner))):
+            raise ValueError(f"owner: not a learner's id: {str(self.owner)[:40]!r}")
         if self.sampler == "grid":
             names = {d.name for d in self.space}
             if not self.grid or set(self.grid) != names:
@@ -76,7 +80,7 @@ class StudySpec:
     def to_dict(self) -> dict[str, Any]:
         return {"base": self.base.to_dict(), "space": [d.to_dict() for d in self.space], "n_trials": self.n_trials,
                 "sampler": self.sampler, "grid": self.grid, "pruner": self.pruner, "prune_after": self.prune_after,
-                "seed": self.seed, "lesson": self.lesson, "group": self.group}
+                "seed": self.seed, "lesson": self.lesson, "group": self.group} | ({"owner": self.owner} if self.owner else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudySpec":
@@ -343,7 +347,8 @@ class _Objective:
         r0 = time.perf_counter()
         name = self.study.study_name
         run = self.store.start(config, name=f"{name} · trial {trial.number}", allow_duplicate=True,
-                               group=LabKind.STUDY.new_id(name), tags={"study": name, "trial": trial.number})
+                               group=LabKind.STUDY.new_id(name), tags={"study": name, "trial": trial.number},
+                               owner=self.spec.owner)
         self.state.run_id = run.id
         # Each attribute write costs a locked, fsynced append to a journal: two per trial (the worker, then this).
         self._optuna(trial.set_user_attr, RUN_ATTR, {"id": run.id, "worker": worker_id()})
