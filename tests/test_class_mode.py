@@ -179,6 +179,24 @@ def test_the_runs_page_lists_a_learners_own_runs_and_shows_the_others_read_only(
             act()
 
 
+def test_a_learners_tuning_trials_are_theirs(tmp_path, data_dir):
+    """Catches studies whose trials belong to nobody: in a class one learner's study would fill the queue as
+    "everyone" (no fairness against the others' runs) and nobody could stop its trials; a journal naming an owner
+    that is no learner's id is refused like every other bad field."""
+    from core.store.runs import RunStore
+    from core.tuning.study import StudySpec, Tuner, make_spec
+
+    store = RunStore(tmp_path / "runs", data_dir)
+    tuner = Tuner(store, str(tmp_path / "runs" / "studies.journal"))
+    spec = make_spec(1, epochs=1, max_batches=2, pruner="none", sampler="random", owner="ann-1a2b3c")
+    assert StudySpec.from_dict(spec.to_dict()) == spec
+    tuner.create("anns", spec)
+    tuner.start("anns").join(120)  # the runner already at work on it
+    assert [r.owner for r in store.list()] == ["ann-1a2b3c"]
+    with pytest.raises(ValueError, match="owner"):
+        StudySpec.from_dict({**spec.to_dict(), "owner": "../../etc"})
+
+
 def test_a_learners_twins_in_the_batchnorm_lab_are_theirs(class_app):
     """Catches the lab starting runs for nobody: in a class every learner's twins counted as one learner's in the
     queue (no fairness between them, the class's 13th waiting twin refused) and were nobody's to stop."""
