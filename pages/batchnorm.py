@@ -31,9 +31,10 @@ LINK = [Param("dataset", K.BN_DATASET, choice(list(DATASETS))), Param("epochs", 
 apply_link("bn", LINK)
 
 with st.container(border=True):
-    c0, c1, c2, c3, c4 = st.columns([1.3, 1, 1, 1.3, 1.3])
+    c0, c1, c2, c3, c4 = st.columns([1.1, 0.9, 1, 1.2, 1.5])  # at 800 px each label still on one line
     dataset = c0.selectbox("Dataset", list(DATASETS), index=list(DATASETS).index(course.DATASET), key=K.BN_DATASET,
-                           format_func=lambda name: dataset_spec(name).label)
+                           format_func=lambda name: dataset_spec(name).label.split(" (")[0],  # "MNIST"
+                           help="What the twins, the sweep and the train-vs-eval comparison train on and classify")
     epochs = c1.number_input("Epochs", 1, 30, 5, key=K.BN_EPOCHS)
     k = c2.number_input("Seeds per arm", 1, MAX_SEEDS, DEFAULT_SEEDS, key=K.BN_SEEDS,
                         help=f"Seeds 0..k-1; the page shows mean and band. Telling BN's effect from seed-to-seed "
