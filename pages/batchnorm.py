@@ -14,6 +14,7 @@ from core.store.pace import estimate
 from core.store.runs import AdmissionError
 from ui import keys as K
 from ui.bnlab import any_bn_run, inside_view, modes_view, sweep_view, twins_view
+from ui.bnlab import twins_predict_box, twins_started
 from ui.data import blocked_help, data_check, data_notice
 from ui.bn_paper import paper_mode_section
 from ui.links import Param, apply_link, choice, link_box, number, part_param, show_number, whole
@@ -50,9 +51,11 @@ with st.container(border=True):
         f" With {int(k)} seed(s) per arm the page shows the differences but gives no verdict on noise "
         f"(that takes {MIN_SEEDS_FOR_VERDICT}).")
     st.caption(f"{len(twins)} runs, one after another: {guess.describe()} on this machine ({guess.basis})." + note)
+    twins_predict_box(who)
     if st.button("Train twins", key=K.BN_START, type="primary", disabled=not data.ok, help=blocked_help(data)):
         try:
             st.session_state[K.BN_GROUP] = start_twins(store, base, list(range(int(k))), owner=who.owner)
+            twins_started(who, st.session_state[K.BN_GROUP])
         except AdmissionError as e:
             st.error(plain(str(e)), icon=":material/block:")
     link_box(LINK)

@@ -9,6 +9,7 @@ from core.store.runs import RunDeleteError
 from core.store.waiting import queue_waits
 from ui import keys as K
 from ui.challenge import challenge_board
+from ui.predict import class_predictions
 from ui.registry import get_store, plain
 from ui.session import learner_book, viewer
 
@@ -116,3 +117,12 @@ with right:
 
 
 challenge_board(store, book)
+
+
+@st.fragment(run_every=5.0)
+def predictions() -> None:
+    st.subheader("Predictions")
+    class_predictions()
+
+
+predictions()

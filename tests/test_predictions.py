@@ -85,3 +85,54 @@ def test_the_class_distribution_is_anonymous():
     assert d == {"n": 3, "counts": {"BN": 2, "no-BN": 1, "the same epoch": 0, "neither": 0}}
     nums = [P.Prediction(f"p{i}", "frameworks.gap", float(v), "", 0.0) for i, v in enumerate([0, 1, 2, 3, 4])]
     assert P.distribution(nums, "frameworks.gap")["median"] == 2.0
+
+
+def test_a_page_with_several_experiments_attaches_each_its_own_predictions(tmp_path):
+    """The BatchNorm lab asks about the twins and about the sweep: a sweep prediction locked in first must stay
+    pending when twins start. Catches attaching by page alone (the sweep's guess scored against a twin set)."""
+    book = P.PredictionBook(tmp_path)
+    sweep = book.predict("bn.sweep_best_lr", "0.01")
+    twins = book.predict("bn.first_to_97", "BN")
+    assert [p.id for p in book.attach("bn", "", "twins-aaaaaa", ("bn.first_to_97", "bn.epochs_apart"))] == [twins.id]
+    assert [p.id for p in book.pending("bn", "", ("bn.sweep_best_lr",))] == [sweep.id]
+    assert book.pending("bn", "", ("bn.first_to_97",)) == []
+    book.attach("bn", "", "lr-sweep-bbbbbb", ("bn.sweep_best_lr",))
+    assert [p.id for p in book.about("lr-sweep-bbbbbb")] == [sweep.id] and book.pending("bn", "") == []
+
+
+def test_spread_along_a_parameter_is_the_range_of_its_means():
+    """On a 2 x 2 grid by hand: accuracy 0.9/0.8 at lr 0.01 and 0.5/0.6 at lr 0.1 (means 0.85 and 0.55: 0.30 apart),
+    ε means 0.70 and 0.70 (0 apart). Catches the range of single trials (0.40) instead of the means', and a failed
+    trial counted as an accuracy."""
+    from core.lessons.tuning import TrialRow, spread_along
+
+    def row(n, lr, eps, acc, state="COMPLETE"):
+        return TrialRow(n, state, {"lr": lr, "eps": eps}, acc, 1, 1.0, None, "")
+
+    rows = [row(0, 0.01, 1e-8, 0.9), row(1, 0.01, 1e-6, 0.8), row(2, 0.1, 1e-8, 0.5), row(3, 0.1, 1e-6, 0.6),
+            row(4, 1.0, 1e-8, None, "FAIL")]
+    assert spread_along(rows, "lr") == pytest.approx(0.30) and spread_along(rows, "eps") == pytest.approx(0.0)
+    assert spread_along(rows[:2], "lr") is None  # one value: nothing to compare
+    out = P.tuning_matters(0.30, 0.0)
+    assert out.measured == "the learning rate" and "30.00 points" in out.reason and "0.00 points" in out.reason
+    assert P.tuning_matters(0.01, 0.012).measured == "both alike" and P.tuning_matters(0.01, 0.05).measured == "Adam's ε"
+    assert P.tuning_matters(0.01, 0.012).reason != P.tuning_matters(0.02, 0.012).reason
+
+
+def test_class_rows_count_each_experiment_once_and_name_nobody():
+    """Three learners predict about two twin sets (two about one, one about the other). Catches an experiment counted
+    once per prediction (BN: 2 instead of 1), a learner's id in a row, and a number question's quartiles misread."""
+    def pred(i, q, v, subject="", measured=None):
+        o = P.Outcome(measured, "r") if measured is not None else None
+        p = P.Prediction(f"p{i}", q, v, f"l-secret{i}", 0.0, subject, o)
+        return P.Prediction(**{**p.__dict__, "scored": P.score(p.q, v, o) if o else None})
+
+    rows = P.class_rows([pred(0, "bn.first_to_97", "BN", "twins-a", "BN"), pred(1, "bn.first_to_97", "no-BN", "twins-a", "BN"),
+                         pred(2, "bn.first_to_97", "BN", "twins-b", "neither"),
+                         pred(3, "bn.epochs_apart", 1.0), pred(4, "bn.epochs_apart", 2.0), pred(5, "bn.epochs_apart", 4.0)])
+    first, apart = rows
+    assert first == {"question": "Which arm reaches 97% test accuracy first?", "predictions": 3,
+                     "the class predicted": "BN: 2 · no-BN: 1 · the same epoch: 0 · neither: 0",
+                     "measured": "BN: 1 · neither: 1 (2 experiments)", "within range": "1 of 3"}
+    assert apart["the class predicted"] == "median 2 epochs (middle half 1–4, all 1–4)" and apart["measured"] == "not yet"
+    assert "secret" not in repr(rows)

@@ -14,15 +14,23 @@ from core.lessons.batchnorm import (LR_SWEEP, ArmSummary, bn_parameters, group_r
                                     read_probe, seed_pairs, standard_normal_percentiles, start_lr_sweep,
                                     summarize_arm, train_vs_eval)
 from core.lessons.evaluation import class_shares, one_class_answer
+from core.lessons import predictions as P
 from core.store.groups import LabKind
 from core.store.pace import estimate
 from core.store.runs import AdmissionError, RunInfo, RunStore
 from ui import keys as K
 from ui.data import blocked_help, data_line
 from ui.figures import ARM_COLORS, around, arm_band_figure, bar_figure, line_figure, percentile_figure
+from ui.predict import attach, predict_box, reveal
 from ui.registry import BROKEN, plain
+from ui.session import Viewer, viewer
 
 BN, NO_BN = "BN", "no-BN"
+# Predict, then reveal: each experiment of the lab asks its own questions, and a prediction locked in for one is
+# never attached to another started later
+TWINS_ASKED = ("bn.first_to_97", "bn.epochs_apart", "bn.seeds_to_verdict")
+MODES_ASKED = ("bn.train_mode_batch2",)
+SWEEP_ASKED = ("bn.sweep_best_lr",)
 
 
 def arm(info: RunInfo) -> str:
@@ -67,6 +75,22 @@ def summary_table(summaries: dict[str, ArmSummary]) -> list[dict]:
     return list(rows.values())
 
 
+def twins_predict_box(who: Viewer) -> None:
+    """Before "Train twins": the optional predictions about the next twin set."""
+    predict_box("bn", TWINS_ASKED, who, key="bn_twins")
+
+
+def twins_started(who: Viewer, group: str) -> None:
+    attach("bn", who, group, TWINS_ASKED)
+
+
+def twins_outcomes(summaries: dict[str, ArmSummary], pairs: Sequence) -> dict[str, P.Outcome]:
+    """What the twin set measured, from the lab's own summaries: reach of 97% per arm, paired differences by seed."""
+    bn, plain_arm = summaries[BN].reach[0.97], summaries[NO_BN].reach[0.97]
+    return {"bn.first_to_97": P.bn_first_to_97(bn, plain_arm), "bn.epochs_apart": P.bn_epochs_apart(bn, plain_arm),
+            "bn.seeds_to_verdict": P.bn_seeds_to_verdict([p.diff for p in pairs])}
+
+
 def twins_view(store: RunStore, group: str) -> None:
     """Loss and accuracy bands of both arms, the summary and the verdict on seed noise; live while the set trains."""
     live_now = any(r.live for r in group_runs(store, group))
@@ -86,10 +110,14 @@ def twins_view(store: RunStore, group: str) -> None:
         c1.plotly_chart(arm_band_figure(arms, "loss"), key="bn_loss", width="stretch")
         c2.plotly_chart(arm_band_figure(arms, "test_acc", epochs=runs[0].config.epochs), key="bn_acc",
                         width="stretch")
-        st.table(summary_table({a: summarize_arm(snaps) for a, snaps in arms.items()}), hide_index=True)
+        summaries = {a: summarize_arm(snaps) for a, snaps in arms.items()}
+        st.table(summary_table(summaries), hide_index=True)
         st.caption("Final: the last epoch. *Highest*: each run's best epoch, mean over seeds; the epoch is chosen by "
                    "looking at the test set, so it overstates what a model picked without the test set would score.")
-        st.markdown(noise_verdict(seed_pairs(runs)))
+        pairs = seed_pairs(runs)
+        st.markdown(noise_verdict(pairs))
+        # recorded once the whole set has ended: a measurement taken halfway would be kept as the outcome
+        reveal(group, {} if any(r.live for r in runs) else twins_outcomes(summaries, pairs), viewer())
         if live_now and not any(r.live for r in group_runs(store, group)):
             st.rerun(scope="app")
 
@@ -240,7 +268,10 @@ def modes_view(store: RunStore, data: DataCheck, bn_run: RunInfo | None) -> None
         st.info("Needs a BN run that completed an epoch.")
         return
     data_line(data, "the comparison")
+    who, subject = viewer(), f"bn-modes:{bn_run.id}"
+    predict_box("bn", MODES_ASKED, who, key="bn_modes")
     if st.button("Classify 512 test images both ways", key=K.BN_MODES, disabled=not data.ok, help=blocked_help(data)):
+        attach("bn", who, subject, MODES_ASKED)
         with st.spinner("Classifying…"):
             st.session_state[K.BN_MODES_RESULT] = (bn_run.id, train_vs_eval(store.load_model(bn_run.id), bn_run.config.dataset,
                                                                             store.data_dir))
@@ -257,6 +288,7 @@ def modes_view(store: RunStore, data: DataCheck, bn_run: RunInfo | None) -> None
         st.markdown(f"Eval mode gives {res[0].eval_acc:.2%} at every batch size. Train mode gives "
                     + ", ".join(f"{m.train_acc:.2%} at batch {m.batch_size}" for m in ok)
                     + (f"; at batch size {res[0].batch_size} it cannot run at all." if res[0].train_acc is None else "."))
+        reveal(subject, {"bn.train_mode_batch2": P.bn_train_mode_batch2(res)}, who)
 
 
 # --- the learning-rate sweep ----------------------------------------------------------------------------------
@@ -285,9 +317,12 @@ def sweep_view(store: RunStore, data: DataCheck, owner: str, dataset: str) -> No
                 f"for {sweep_cfg.max_batches} batches each ({len(LR_SWEEP) * 2} runs): **{sweep_guess.describe()}** on this "
                 f"machine ({sweep_guess.basis}).")
     data_line(data, "the sweep")
+    who = viewer()
+    predict_box("bn", SWEEP_ASKED, who, key="bn_sweep")
     if st.button("Run the sweep", key=K.BN_SWEEP_START, disabled=not data.ok, help=blocked_help(data)):
         try:
             st.session_state[K.BN_SWEEP_GROUP] = start_lr_sweep(store, sweep_cfg, owner=owner)
+            attach("bn", who, st.session_state[K.BN_SWEEP_GROUP], SWEEP_ASKED)
         except AdmissionError as e:
             st.error(plain(str(e)), icon=":material/block:")
     sweeps = lab_groups(store, LabKind.LR_SWEEP)
@@ -312,6 +347,8 @@ def sweep_view(store: RunStore, data: DataCheck, owner: str, dataset: str) -> No
         if done:
             st.markdown("; ".join(f"{k} at lr {lr:g}: {a:.2%}" for k, lr, a in done) + ".")
             collapsed_note(data, store, done)
+        plain_final = {r.config.lr: r.snapshot.final.test_acc for r in runs if arm(r) == NO_BN and r.snapshot.final}
+        reveal(sweep, {} if any(r.live for r in runs) else {"bn.sweep_best_lr": P.bn_sweep_best_lr(plain_final)}, who)
         if sweep_live and not any(r.live for r in group_runs(store, sweep)):
             st.rerun(scope="app")
 

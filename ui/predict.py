@@ -6,7 +6,7 @@ from typing import Sequence
 
 import streamlit as st
 
-from core.lessons.predictions import QUESTIONS, Outcome, PredictionBook, calibration
+from core.lessons.predictions import QUESTIONS, Outcome, PredictionBook, calibration, class_rows
 from ui import keys as K
 from ui.registry import get_store, plain
 from ui.session import Viewer
@@ -21,35 +21,37 @@ def prediction_book() -> PredictionBook:
     return _book(str(get_store().root))
 
 
-def predict_box(page: str, questions: Sequence[str], who: Viewer, where=None) -> None:
+def predict_box(page: str, questions: Sequence[str], who: Viewer, where=None, key: str | None = None) -> None:
     """An expander with one input per question (nothing chosen by default) and "Lock in"; predictions locked in
-    and not yet about an experiment are shown as such (they survive a reload: they are on disk)."""
+    and not yet about an experiment are shown as such (they survive a reload: they are on disk). `key`: this
+    experiment's, where a page runs several (default: the page's)."""
     book = prediction_book()
-    pending = {p.question: p for p in book.pending(page, who.owner)}
+    pending = {p.question: p for p in book.pending(page, who.owner, questions)}
     with (where or st).expander("Predict first (optional)", icon=":material/psychology_alt:", expanded=bool(pending)):
         st.caption("Commit to what you expect before the experiment runs; the page scores it when the results are in.")
         chosen = {}
         for qid in questions:
-            q, key = QUESTIONS[qid], f"{K.PREDICT}_{qid}"
+            q, widget = QUESTIONS[qid], f"{K.PREDICT}_{qid}"
             if qid in pending:
                 st.markdown(f"{plain(q.text)} **{plain(q.shown(pending[qid].value))}** · locked in")
             elif q.kind == "choice":
-                chosen[qid] = st.radio(q.text, q.choices, index=None, key=key, horizontal=True)
+                chosen[qid] = st.radio(q.text, q.choices, index=None, key=widget, horizontal=True)
             else:
                 unit = f" ({q.unit}; within ±{q.tolerance:g} counts)" if q.unit else f" (within ±{q.tolerance:g} counts)"
                 chosen[qid] = st.number_input(q.text + unit, float(max(q.lo, -1e6)), float(min(q.hi, 1e6)), value=None,
-                                              key=key, format="%g")
+                                              key=widget, format="%g")
         given = {k: v for k, v in chosen.items() if v is not None}
-        if st.button("Lock in", key=f"{K.PREDICT}_{page}_lock", disabled=not given,
+        if st.button("Lock in", key=f"{K.PREDICT}_{key or page}_lock", disabled=not given,
                      help="Keep these predictions: the next experiment you start here is scored against them"):
             for qid, value in given.items():
                 book.predict(qid, value, who.owner)
             st.rerun()
 
 
-def attach(page: str, who: Viewer, subject: str) -> None:
-    """The experiment `subject` (a run group) started: this page's locked-in predictions are about it now."""
-    prediction_book().attach(page, who.owner, subject)
+def attach(page: str, who: Viewer, subject: str, questions: Sequence[str] | None = None) -> None:
+    """The experiment `subject` (a run group) started: this page's locked-in predictions (only `questions`, where
+    the page runs several experiments) are about it now."""
+    prediction_book().attach(page, who.owner, subject, questions)
 
 
 def reveal(subject: str, outcomes: dict[str, Outcome], who: Viewer, where=None) -> None:
@@ -102,7 +104,23 @@ def instant(page: str, qid: str, subject: str, outcome: Outcome, who: Viewer, wh
                              float(min(q.hi, 1e6)), value=None, key=f"{K.PREDICT}_{qid}_{subject}", format="%g")
     if box.button("Lock in and show", key=f"{K.PREDICT}_{qid}_{subject}_lock", disabled=value is None):
         book.predict(qid, value, who.owner)
-        book.attach(page, who.owner, subject)
+        book.attach(page, who.owner, subject, [qid])
         st.rerun()
     box.caption("The answer stays hidden until you commit (or switch *Predict before you see* off).")
     return False
+
+
+def class_predictions() -> None:
+    """The teacher's view (Class page): per question, what the class predicted beside what their experiments
+    measured, anonymised: counts and quartiles, never a learner's name, key or experiment."""
+    predictions, problems = prediction_book().all()
+    for problem in problems[:3]:
+        st.warning(plain(problem))
+    rows = class_rows(predictions)
+    if not rows:
+        st.caption("No predictions yet: learners can commit to one before an experiment in the BatchNorm, Tuning, "
+                   "Softmax and Frameworks labs, and their answers gather here, without names.")
+        return
+    st.dataframe(rows, hide_index=True, width="stretch", key=f"{K.PREDICT}_class")
+    st.caption("Each row counts every prediction of that question; *measured* counts each experiment once, and "
+               "*within range* compares each prediction with its own experiment's measurement.")

@@ -9,14 +9,17 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.lessons.tuning import GvrResult, TrialRow, best_row, draw, gvr_result, trial_rows
+from core.lessons import predictions as P
+from core.lessons.tuning import GvrResult, TrialRow, best_row, draw, gvr_result, spread_along, trial_rows
 from core.store.pace import PROBE, Pace
 from core.tuning.space import shown_params
 from core.tuning.storage import repairs
 from core.tuning.study import StudySpec, Tuner, budget_used
 from ui import keys as K
 from ui.figures import PALETTE
+from ui.predict import reveal
 from ui.registry import get_store, plain
+from ui.session import Viewer
 
 
 @st.cache_resource
@@ -248,3 +251,23 @@ def gvr_results(tuner: Tuner) -> tuple[list[GvrResult], list[str]]:
         if group in _finished:
             out.append(_finished[group])
     return out, [n for names in groups.values() for n in names.values() if tuner.running(n)]
+
+
+GVR_ASKED = ("tuning.random_wins", "tuning.matters")  # the predictions the random-vs-grid lesson asks for
+
+
+def gvr_reveal(tuner: Tuner, found: dict[str, str], finished: Sequence[GvrResult], who: Viewer) -> None:
+    """The learner's predictions about this repetition beside what it measured, once both searches have ended:
+    the two searches' best test accuracies, and how far the grid's mean accuracy moves across each parameter."""
+    if "grid" not in found:
+        return
+    grid, spec = tuner.open(found["grid"])
+    result = next((r for r in finished if r.group == spec.group), None)
+    outcomes = {}
+    if result is not None:
+        rows = trial_rows(grid)
+        lr, eps = spread_along(rows, "lr"), spread_along(rows, "eps")
+        outcomes = {"tuning.random_wins": P.tuning_random_wins(result.random_best, result.grid_best),
+                    "tuning.matters": P.tuning_matters(lr, eps) if lr is not None and eps is not None else P.Outcome(
+                        None, "The grid completed fewer than two values of a parameter: no effect to compare.")}
+    reveal(spec.group, outcomes, who)

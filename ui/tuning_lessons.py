@@ -15,6 +15,9 @@ from core.store.runs import RunStore
 from ui import keys as K
 from ui.tuning import (draws, gvr_results, region_scatter, sample_histogram, status_line, stop_resume, study_view,
                        trials_scatter)
+from ui.predict import attach, predict_box
+from ui.session import viewer
+from ui.tuning import GVR_ASKED, gvr_reveal
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,11 @@ def grid_vs_random(lab: Lab) -> None:
                 "experiment starts from new seeds, and repeating it measures how often random search wins here.")
     specs = T.grid_vs_random(lab.epochs, lab.max_batches)
     st.caption(f"18 trials, one at a time: {lab.duration(specs.values())} on this machine.")
+    who = viewer()
+    predict_box("tuning", GVR_ASKED, who, key="tuning_gvr")
     if st.button("Run grid and random search", key=K.TUNE_GVR_START, type="primary", **lab.off):
         st.session_state[K.TUNE_GVR_GROUP] = lab.start_group(specs, "grid-vs-random", training_seed=True)
+        attach("tuning", who, st.session_state[K.TUNE_GVR_GROUP], GVR_ASKED)
     finished, running = gvr_results(lab.tuner)
     st.markdown(T.GvrTally(tuple(finished)).words())
     if len(running) > 2 and st.button(f"Stop all {len(running) // 2} repetitions", key=K.TUNE_GVR_STOP_ALL):
@@ -131,6 +137,7 @@ def grid_vs_random(lab: Lab) -> None:
                         f"{sum(r.counted for r in rows)} trials · " + lab.best_text(found[k], "lr"))
 
     lab.live_panel(list(found.values()), "gvr", draw)
+    gvr_reveal(lab.tuner, found, finished, who)
 
 
 def lr_scale(lab: Lab) -> None:

@@ -185,16 +185,16 @@ def tuning_random_wins(random_best: float | None, grid_best: float | None) -> Ou
 
 
 def tuning_matters(spread_lr: float, spread_eps: float, ratio: float = 2.0) -> Outcome:
-    """From the random study: how much accuracy moves along each parameter (e.g. the spread of the trials' accuracy
-    explained by each, as the page's importance chart computes it)."""
+    """From the grid of the random-vs-grid lesson (core.lessons.tuning.spread_along): how far the mean accuracy
+    moves across each parameter's values; one matters when it moves the accuracy `ratio` times as far as the other."""
     if spread_lr >= ratio * spread_eps:
         who = "the learning rate"
     elif spread_eps >= ratio * spread_lr:
         who = "Adam's ε"
     else:
         who = "both alike"
-    return Outcome(who, f"Accuracy moved by {spread_lr:.2%} along the learning rate and by {spread_eps:.2%} along "
-                        "Adam's ε in these trials.")
+    return Outcome(who, f"In the grid the mean test accuracy moved by {spread_lr * 100:.2f} points across its "
+                        f"learning rates and by {spread_eps * 100:.2f} points across its values of Adam's ε.")
 
 
 def softmax_grad_true(p_true: float) -> Outcome:
@@ -324,11 +324,11 @@ class PredictionBook:
                           "made": p.made})
         return p
 
-    def attach(self, page: str, learner: str, subject: str) -> list[Prediction]:
-        """The experiment started: the learner's pending predictions of this page are about `subject` now."""
+    def attach(self, page: str, learner: str, subject: str, questions: Sequence[str] | None = None) -> list[Prediction]:
+        """The experiment started: the learner's pending predictions of this page (only `questions`, for a page that
+        runs several experiments) are about `subject` now."""
         with self._lock:
-            pending = [p for p in self._read().predictions.values()
-                       if p.learner == learner and not p.subject and p.q.page == page]
+            pending = [p for p in self._read().predictions.values() if _pending(p, page, learner, questions)]
             for p in pending:
                 self._append({"kind": "subject", "id": p.id, "subject": subject})
         return pending
@@ -349,14 +349,19 @@ class PredictionBook:
             lines = self._read()
         return sorted(lines.predictions.values(), key=lambda p: p.made), lines.problems
 
-    def pending(self, page: str, learner: str) -> list[Prediction]:
-        return [p for p in self.all()[0] if p.learner == learner and not p.subject and p.q.page == page]
+    def pending(self, page: str, learner: str, questions: Sequence[str] | None = None) -> list[Prediction]:
+        return [p for p in self.all()[0] if _pending(p, page, learner, questions)]
 
     def about(self, subject: str, learner: str | None = None) -> list[Prediction]:
         return [p for p in self.all()[0] if p.subject == subject and (learner is None or p.learner == learner)]
 
     def of(self, learner: str) -> list[Prediction]:
         return [p for p in self.all()[0] if p.learner == learner]
+
+
+def _pending(p: Prediction, page: str, learner: str, questions: Sequence[str] | None) -> bool:
+    """Locked in by `learner` on `page` (and one of `questions`, when given) and not yet about an experiment."""
+    return p.learner == learner and not p.subject and p.q.page == page and (questions is None or p.question in questions)
 
 
 def calibration(predictions: Sequence[Prediction]) -> tuple[int, int]:
@@ -375,3 +380,46 @@ def distribution(predictions: Sequence[Prediction], question: str) -> dict[str, 
         return {"n": 0}
     qs = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
     return {"n": len(values), "min": min(values), "q1": qs[0], "median": qs[1], "q3": qs[2], "max": max(values)}
+
+
+def _number(q: Question, v: float) -> str:
+    return f"{v:.4g}{' ' + q.unit if q.unit else ''}"
+
+
+def describe_distribution(q: Question, d: dict[str, Any]) -> str:
+    """distribution(...) in words: every choice with its count, or the median, middle half and range."""
+    if q.kind == "choice":
+        return " · ".join(f"{c}: {k}" for c, k in d["counts"].items())
+    if d["n"] == 0:
+        return "–"
+    if d["n"] == 1:
+        return _number(q, d["median"])
+    return (f"median {_number(q, d['median'])} (middle half {d['q1']:.4g}–{d['q3']:.4g}, all {d['min']:.4g}–"
+            f"{d['max']:.4g})")
+
+
+def class_rows(predictions: Sequence[Prediction]) -> list[dict[str, Any]]:
+    """The class's predictions, one row per question anyone predicted, anonymised (no learner and no experiment
+    named): what the class predicted, what their experiments measured (each experiment counted once), and how many
+    predictions were within range of their own experiment's measurement."""
+    rows = []
+    for qid, q in QUESTIONS.items():
+        asked = [p for p in predictions if p.question == qid]
+        if not asked:
+            continue
+        measured = list({p.subject: p.outcome.measured for p in asked
+                         if p.subject and p.outcome is not None and p.outcome.measured is not None}.values())
+        if not measured:
+            seen = "not yet"
+        elif len(measured) == 1:
+            seen = q.shown(measured[0]) if q.kind == "choice" else _number(q, measured[0])
+        elif q.kind == "choice":
+            seen = " · ".join(f"{c}: {measured.count(c)}" for c in q.choices if measured.count(c))
+        else:
+            seen = f"median {_number(q, statistics.median(measured))} (all {min(measured):.4g}–{max(measured):.4g})"
+        right, scored = calibration(asked)
+        rows.append({"question": q.text, "predictions": len(asked),
+                     "the class predicted": describe_distribution(q, distribution(asked, qid)),
+                     "measured": seen + (f" ({len(measured)} experiments)" if len(measured) > 1 else ""),
+                     "within range": f"{right} of {scored}" if scored else "–"})
+    return rows

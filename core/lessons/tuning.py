@@ -195,6 +195,20 @@ def best_row(rows: Sequence[TrialRow]) -> TrialRow | None:
     return max(done, key=lambda r: r.accuracy, default=None)
 
 
+def spread_along(rows: Sequence[TrialRow], param: str) -> float | None:
+    """How far the mean test accuracy moves across the values of `param`: the range of the means of the completed
+    trials that share each value. On a grid every value is tried with each value of the other parameters, so this
+    is the parameter's main effect; None with fewer than two values."""
+    by: dict[float, list[float]] = {}
+    for r in rows:
+        if r.state == "COMPLETE" and r.accuracy is not None and param in r.params:
+            by.setdefault(r.params[param], []).append(r.accuracy)
+    if len(by) < 2:
+        return None
+    means = [statistics.fmean(v) for v in by.values()]
+    return max(means) - min(means)
+
+
 # --- random vs grid, repeated --------------------------------------------------------------------------------
 def reseeded(spec: StudySpec, seed: int) -> StudySpec:
     """The study again with a new sampler seed AND a new training seed (initial weights, minibatch order): another
