@@ -130,7 +130,7 @@ def test_twin_predictions_are_scored_against_stored_twins_on_the_boundary(app_en
     at.selectbox(key=K.BN_GROUP).set_value(a).run()
     text = shown(at)
     assert "You: BN · measured: BN · right" in text
-    assert "You: 3 epochs · measured: 2 epochs · off by 1 epochs: within range" in text
+    assert "You: 3 epochs · measured: 2 epochs · off by 1 epoch: within range" in text
     assert "You: 3 · measured: 3 · right" in text
     assert "BN reached 97% at epoch 2 on average (3.0 s of training), no-BN at epoch 4 (6.0 s)." in text
     assert "BN at epoch 2, no-BN at epoch 4 on average: 2 epochs apart." in text

@@ -41,8 +41,10 @@ def predict_box(page: str, questions: Sequence[str], who: Viewer, where=None, ke
                 chosen[qid] = st.number_input(q.text + unit, float(max(q.lo, -1e6)), float(min(q.hi, 1e6)), value=None,
                                               key=widget, format="%g")
         given = {k: v for k, v in chosen.items() if v is not None}
-        if st.button("Lock in", key=f"{K.PREDICT}_{key or page}_lock", disabled=not given,
-                     help="Keep these predictions: the next experiment you start here is scored against them"):
+        if not chosen:  # every question answered: nothing left to lock in
+            st.caption("The next experiment you start here is scored against these.")
+        elif st.button("Lock in", key=f"{K.PREDICT}_{key or page}_lock", disabled=not given,
+                       help="Keep these predictions: the next experiment you start here is scored against them"):
             for qid, value in given.items():
                 book.predict(qid, value, who.owner)
             st.rerun()

@@ -60,7 +60,12 @@ class Question:
     def shown(self, value: Any) -> str:
         if self.kind == "choice":
             return str(value)
-        return f"{value:g}{' ' + self.unit if self.unit else ''}"
+        return f"{value:g}{self.after(value)}"
+
+    def after(self, value: float) -> str:
+        """The unit after a number: " epochs", " epoch" after 1, "" for none."""
+        unit = self.unit[:-1] if value == 1 and self.unit.endswith("s") else self.unit
+        return " " + unit if unit else ""
 
 
 QUESTIONS: dict[str, Question] = {q.id: q for q in (
@@ -103,8 +108,8 @@ class Score:
             return "not scored"
         if q.kind == "choice":
             return "right" if self.within else "wrong"
-        return f"off by {self.off:g}{' ' + q.unit if q.unit else ''}: " + ("within range" if self.within else
-                                                                          f"outside the ±{q.tolerance:g} range")
+        return f"off by {self.off:g}{q.after(self.off)}: " + ("within range" if self.within else
+                                                              f"outside the ±{q.tolerance:g} range")
 
 
 def score(q: Question, value: Any, outcome: Outcome) -> Score:
