@@ -123,6 +123,6 @@ def class_predictions() -> None:
         st.caption("No predictions yet: learners can commit to one before an experiment in the BatchNorm, Tuning, "
                    "Softmax and Frameworks labs, and their answers gather here, without names.")
         return
-    st.dataframe(rows, hide_index=True, width="stretch", key=f"{K.PREDICT}_class")
+    st.table(rows, hide_index=True)  # a table wraps its cells: all five columns fit 800 px
     st.caption("Each row counts every prediction of that question; *measured* counts each experiment once, and "
                "*within range* compares each prediction with its own experiment's measurement.")

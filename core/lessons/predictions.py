@@ -388,7 +388,7 @@ def distribution(predictions: Sequence[Prediction], question: str) -> dict[str, 
 
 
 def _number(q: Question, v: float) -> str:
-    return f"{v:.4g}{' ' + q.unit if q.unit else ''}"
+    return f"{v:.4g}{q.after(v)}"
 
 
 def describe_distribution(q: Question, d: dict[str, Any]) -> str:
