@@ -181,7 +181,7 @@ def test_each_experiment_of_the_lab_gets_only_its_own_predictions(app_env, monke
 
     # Train vs eval mode: the prediction exactly 5 points from what the page measures
     bn_run = next(r for r in group_runs(store, twins) if r.config.batch_norm)
-    modes = train_vs_eval(store.load_model(bn_run.id), "mnist", store.data_dir)  # as the page computes it
+    modes = train_vs_eval(store.load_model(bn_run.id), bn_run.config.dataset, store.data_dir)  # as the page does
     measured, at2 = P.bn_train_mode_batch2(modes).measured, next(m for m in modes if m.batch_size == 2)
     guess = measured + 5 if measured <= 95 else measured - 5
     open_part(at, K.BN_TAB, "Train vs eval mode")
