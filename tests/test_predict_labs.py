@@ -309,7 +309,8 @@ def test_the_class_page_shows_the_class_predictions_without_names(app_env, monke
     (table,) = [d.value for d in at.table if "the class predicted" in d.value.columns]
     rows = table.set_index("question")
     bn = rows.loc["Which arm reaches 97% test accuracy first?"]
-    assert bn["predictions"] == 3 and bn["the class predicted"] == "BN: 2 · no-BN: 1 · the same epoch: 0 · neither: 0"
+    assert bn["predictions"] == 3
+    assert bn["the class predicted"] == "BN: 2 · no-BN: 1 · the same epoch: 0 · neither: 0"
     assert bn["measured"] == "BN" and bn["within range"] == "2 of 3"  # one experiment, three predictions about it
     gap = rows.loc["How far apart will the final test accuracies of Keras and PyTorch be?"]
     assert gap["the class predicted"] == "median 1 point (middle half 0.5–2, all 0.5–2)"

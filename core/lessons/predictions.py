@@ -366,7 +366,8 @@ class PredictionBook:
 
 def _pending(p: Prediction, page: str, learner: str, questions: Sequence[str] | None) -> bool:
     """Locked in by `learner` on `page` (and one of `questions`, when given) and not yet about an experiment."""
-    return p.learner == learner and not p.subject and p.q.page == page and (questions is None or p.question in questions)
+    return (p.learner == learner and not p.subject and p.q.page == page
+            and (questions is None or p.question in questions))
 
 
 def calibration(predictions: Sequence[Prediction]) -> tuple[int, int]:
