@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.waiting import open_part
 from ui import keys as K
 
 
@@ -36,13 +37,14 @@ def test_multiclass_sliders_and_classes(page):
 
 
 def test_binary_panel(page):
-    text = md(page)
+    text = md(open_part(page, K.SM_TAB, K.SM_PARTS[1]))
     assert "-0.6000 and +0.6000" in text and "σ(-0.4055) = 0.4000" in text
     page.slider(key=K.SM_P_CAT).set_value(0.9).run()
     assert "-0.1000 and +0.1000" in md(page)
 
 
 def test_labels_panel_and_live_experiment(page, monkeypatch, data_dir):
+    open_part(page, K.SM_TAB, K.SM_PARTS[2])
     import core.lessons.softmax_experiments as ex
     from core.engine.data import load_dataset
     calls = {}
@@ -79,7 +81,7 @@ def test_double_softmax_panel_states_computed_gradients(page):
     paragraph ('small from the start' as the harm) and a table without the wrong-digit rows."""
     from core.lessons.softmax import COMPARED_WRONG, double_softmax_harm, forms_at
     h = double_softmax_harm()
-    text = md(page)
+    text = md(open_part(page, K.SM_TAB, K.SM_PARTS[3]))
     assert (f"at 98% on a wrong digit ‖dL/dz‖ is **{h.wrong.double_grad:.4f}** instead of **{h.wrong.grad:.3f}** "
             f"({h.wrong.ratio:.0f}× smaller)") in text
     assert "**0.0056** instead of **1.399** (248× smaller)" in text and "log(e + 9) = **2.461**" in text
@@ -94,7 +96,7 @@ def test_double_softmax_panel_states_computed_gradients(page):
 
 def test_double_softmax_panel_trains_both(page):
     from ui.registry import get_store
-    assert "**1.461**" in md(page)
+    assert "**1.461**" in md(open_part(page, K.SM_TAB, K.SM_PARTS[3]))
     page.button(key=K.SM_TRAIN_BOTH).click().run()
     store = get_store()
     runs = store.list()
@@ -104,3 +106,27 @@ def test_double_softmax_panel_trains_both(page):
     page.run()
     captions = " ".join(c.value for c in page.caption)
     assert "double softmax: final training loss" in captions and "correct: final training loss" in captions
+
+
+def test_prediction_mode_hides_the_gradient_until_predicted_and_scores_it(page):
+    """Catches a prediction that can be skipped by looking (the gradient shown beside the question), a reveal that
+    ignores the temperature (the page shows (ŷ − y)/T: with T = 2 and the worked example's logits, ŷ[rabbit] = 0.523
+    and the gradient −0.239, not ŷ − y = −0.477), and a boundary scored as a miss (a prediction exactly 0.02 off)."""
+    from core.lessons.predictions import QUESTIONS
+    from core.lessons.softmax import WORKED_PROBS, logits_for_probs, softmax_cross_entropy
+
+    page.button(key=K.SM_PRESET).click().run()
+    page.number_input(key=K.SM_TEMP).set_value(2.0).run()
+    assert "dL/dz" in page.dataframe[0].value.columns  # prediction mode off: the page as it always was
+    page.toggle(key=f"{K.PREDICT}_softmax_mode").set_value(True).run()
+    assert "dL/dz" not in page.dataframe[0].value.columns
+    (box,) = [n for n in page.number_input if n.key.startswith(f"{K.PREDICT}_softmax.grad_true_")]
+    r = softmax_cross_entropy(np.array(logits_for_probs(WORKED_PROBS)), 2, 2.0)
+    p_true, measured = float(r.probs[2]), float(r.grad[2])
+    assert measured == pytest.approx((p_true - 1) / 2) and measured == pytest.approx(-0.2385, abs=1e-4)
+    box.set_value(round(measured + QUESTIONS["softmax.grad_true"].tolerance, 9)).run()
+    [b for b in page.button if b.key == box.key + "_lock"][0].click().run()
+    assert not page.exception
+    assert "dL/dz" in page.dataframe[0].value.columns  # committed: the gradient is shown
+    text = (md(page) + " ".join(c.value for c in page.caption)).replace("\\", "")  # markdown escapes out
+    assert "within range" in text and f"({p_true:.3f} − 1)/2 = {measured:.3f}" in text

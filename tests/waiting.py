@@ -35,4 +35,4 @@ def parts(page: str) -> tuple[str | None, tuple]:
     from ui import keys as K
 
     return {"pages/runs.py": (K.RUNS_TAB, K.RUNS_PARTS), "pages/batchnorm.py": (K.BN_TAB, K.BN_PARTS),
-            "pages/tuning.py": (K.TUNE_TAB, K.TUNE_PARTS)}.get(page, (None, (None,)))
+            "pages/tuning.py": (K.TUNE_TAB, K.TUNE_PARTS), "pages/softmax.py": (K.SM_TAB, K.SM_PARTS)}.get(page, (None, (None,)))

@@ -51,6 +51,8 @@ RUNS_PARTS = ("Compare curves", "Evaluate a run", "Manage runs")
 RUNS_LOSS = "runs"  # prefix of the overlay's loss-chart controls (ui/curves.py)
 
 # Softmax explorer
+SM_TAB = "sm_tab"  # which part is open (only that one runs): one of SM_PARTS
+SM_PARTS = ("Multi-class", "Binary: sigmoid vs 2-way softmax", "Labels: ordinal vs one-hot", "Double softmax")
 SM_N = "sm_n_classes"
 SM_NAMES = "sm_class_names"
 SM_TRUE = "sm_true_class"

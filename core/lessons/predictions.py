@@ -84,7 +84,7 @@ QUESTIONS: dict[str, Question] = {q.id: q for q in (
     Question("tuning.matters", "Which of the two parameters will matter?", "choice",
              ("the learning rate", "Adam's ε", "both alike")),
     Question("softmax.grad_true", "The gradient of the loss for the true class's logit, for these sliders?",
-             "number", tolerance=0.02, lo=-1, hi=1),
+             "number", tolerance=0.02, lo=-20, hi=20),  # (ŷ − y)/T with T from 0.05: within ±20
     Question("softmax.double_floor", "The lowest loss double softmax can reach with 10 classes?", "number",
              tolerance=0.05, lo=0, hi=10),
     Question("frameworks.gap", "How far apart will the final test accuracies of Keras and PyTorch be?", "number",
@@ -202,10 +202,14 @@ def tuning_matters(spread_lr: float, spread_eps: float, ratio: float = 2.0) -> O
                         f"learning rates and by {spread_eps * 100:.2f} points across its values of Adam's ε.")
 
 
-def softmax_grad_true(p_true: float) -> Outcome:
-    g = p_true - 1.0
-    return Outcome(round(g, 9), f"The softmax gave the true class {p_true:.3f}, so its gradient is ŷ − y = "
-                                f"{p_true:.3f} − 1 = {g:.3f}.")
+def softmax_grad_true(p_true: float, temp: float = 1.0) -> Outcome:
+    """The true class's gradient (ŷ − y)/T, from the softmax's probability of it and the temperature."""
+    g = (p_true - 1.0) / temp
+    if temp == 1.0:
+        return Outcome(round(g, 9), f"The softmax gave the true class {p_true:.3f}, so its gradient is ŷ − y = "
+                                    f"{p_true:.3f} − 1 = {g:.3f}.")
+    return Outcome(round(g, 9), f"The softmax gave the true class {p_true:.3f} at temperature {temp:g}, so its "
+                                f"gradient is (ŷ − y)/T = ({p_true:.3f} − 1)/{temp:g} = {g:.3f}.")
 
 
 def softmax_double_floor(floor: float, n_classes: int = 10) -> Outcome:
