@@ -319,8 +319,15 @@ def measure_clicks(learners: list[Learner], rounds: int, watcher: Watcher, timeo
     for l in learners:
         l.tab.bring_to_front()
         settle(l.tab)
-        if not l.tab.get_by_text(SWITCH, exact=True).is_visible():
-            l.tab.get_by_text("More settings").click()
+        more = l.tab.get_by_text("More settings")
+        try:
+            if not l.tab.get_by_text(SWITCH, exact=True).is_visible():
+                more.click(timeout=15_000)
+        except Exception:  # a tab that shows nothing when brought to the front: counted, reloaded once
+            BLANK.append(f"{l.name} (when its clicks began)")
+            log(f"{l.name}: the Train page showed nothing when brought to the front; reloading it")
+            l.tab.reload()
+            more.click(timeout=120_000)
         l.tab.get_by_text(SWITCH, exact=True).wait_for(timeout=60_000)
     clicks = []
     for r in range(rounds):
