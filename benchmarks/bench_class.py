@@ -361,8 +361,10 @@ def browser(work: Path, tabs: int):
         try:
             pages = list(ctx.pages)[:tabs]
             pages += [ctx.new_page() for _ in range(tabs - len(pages))]
-            for pg in pages:
+            for i, pg in enumerate(pages):
                 pg.set_default_timeout(60_000)
+                pg.on("crash", lambda _pg, i=i: log(f"tab {i}: its renderer crashed"))
+                pg.on("pageerror", lambda e, i=i: log(f"tab {i}: page error: {str(e)[:200]}"))
             yield ctx, pages
         finally:
             ctx.close()
