@@ -42,6 +42,6 @@ if page is None:
     if who is not None and who.teacher:
         PAGES.append(st.Page("pages/class_room.py", title="Class", icon=":material/groups:"))
     page = st.navigation(PAGES, position="top")
-viewer()  # a learner not known yet joins here, after the navigation: the form's rerun stays on the page the link named
-watch_runs()  # every tab redraws when a run starts, pauses or ends elsewhere (ui/live.py)
+who = viewer()  # a learner not known yet joins here, after the navigation: the form's rerun stays on the page the link named
+watch_runs(who.by)  # every tab redraws when a run of its viewer starts, pauses or ends elsewhere (ui/live.py)
 page.run()

@@ -179,6 +179,25 @@ def test_the_runs_page_lists_a_learners_own_runs_and_shows_the_others_read_only(
             act()
 
 
+def test_a_learners_page_redraws_for_their_runs_not_for_every_run_of_the_class(tmp_path, data_dir):
+    """Catches a class where every learner's page reruns whole whenever any run of the class starts or ends (30 pages
+    redrawn for each of hundreds of status changes): a learner's revision moves with their own runs only, the
+    teacher's (None) with every run."""
+    from core.store.runs import RunStore
+
+    store = RunStore(tmp_path / "runs", data_dir)
+    ann, everyone = store.revision("ann-1a2b3c"), store.revision()
+    ben_run = store.start(TrainConfig(epochs=1, max_batches=2), owner="ben-4d5e6f")
+    store.trainer(ben_run.id).join(120)
+    assert store.revision("ann-1a2b3c") == ann and store.revision() != everyone
+    ann_run = store.start(TrainConfig(epochs=1, max_batches=2, seed=1), owner="ann-1a2b3c")
+    assert store.revision("ann-1a2b3c") != ann
+    store.trainer(ann_run.id).join(120)
+    ended = store.revision("ann-1a2b3c")
+    store.rename(ann_run.id, "mine")
+    assert store.revision("ann-1a2b3c") != ended
+
+
 def test_a_learners_tuning_trials_are_theirs(tmp_path, data_dir):
     """Catches studies whose trials belong to nobody: in a class one learner's study would fill the queue as
     "everyone" (no fairness against the others' runs) and nobody could stop its trials; a journal naming an owner

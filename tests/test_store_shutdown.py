@@ -112,6 +112,9 @@ def test_sigterm_to_the_server_during_a_run(tmp_path, data_dir):
             page.get_by_role("heading", name="Train a network").wait_for(timeout=60_000)
             for label, value in (("Epochs", "200"), ("Batches per epoch (0 = all)", "30")):
                 box = page.get_by_label(label, exact=True)
+                # while the page reruns after the previous field, Streamlit may show the field twice for a moment
+                # (the element of the run before, stale, beside the new one): fill it once it is one again
+                wait_until(lambda: box.count() == 1, 60, 0.1, f"one {label!r} field on the page")
                 box.fill(value)
                 box.press("Enter")
             page.get_by_role("button", name="Start").click()

@@ -2,6 +2,7 @@
 
 # Every page (app.py): the run store's revision the page was drawn from (ui/live.py)
 APP_REVISION = "app_store_revision"
+APP_WATCH_OWNER = "app_watch_owner"  # ui/live.py: whose runs the page redraws for (class mode)
 
 # Train page: one widget per TrainConfig field, keyed TRAIN + "_" + field name (ui/config_form.py)
 TRAIN = "train"

@@ -26,10 +26,11 @@ def get_store() -> RunStore:
         st.stop()
 
 
-def store_revision() -> int | None:
-    """RunStore.revision of the shared store; None while the runs folder cannot be used (pages say why)."""
+def store_revision(owner: str | None = None) -> int | None:
+    """RunStore.revision of the shared store (of `owner`'s runs only, if given); None while the runs folder cannot
+    be used (pages say why)."""
     try:
-        return _open_store().revision()
+        return _open_store().revision(owner)
     except RunsFolderError:
         return None
 

@@ -435,11 +435,16 @@ class RunStore:
         """Names in the runs folder that are not runs (left alone)."""
         return list(self._ignored)
 
-    def revision(self) -> int:
+    def revision(self, owner: str | None = None) -> int:
         """A number that changes when a run is added, renamed or deleted, or a run of this process changes status
-        (queued, running, paused, ended): what a page polls to know it must redraw. Cheap: no copies, no disk."""
+        (queued, running, paused, ended): what a page polls to know it must redraw. Cheap: no copies, no disk.
+        With `owner`, only that learner's runs count: in a class a learner's page need not redraw whenever any of
+        the class's runs starts or ends."""
         with self._lock:
-            return hash((self._changes, tuple(r.snapshot.status for r in self._live.values())))
+            if owner is None:
+                return hash((self._changes, tuple(r.snapshot.status for r in self._live.values())))
+            return hash(tuple((i, r.name, self._live[i].snapshot.status if i in self._live else r.snapshot.status)
+                              for i, r in self._runs.items() if r.owner == owner))
 
     def live_runs(self) -> list[RunInfo]:
         return [r for r in self.list() if r.live]
