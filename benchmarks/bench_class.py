@@ -364,7 +364,7 @@ def browser(work: Path, tabs: int):
             for i, pg in enumerate(pages):
                 pg.set_default_timeout(60_000)
                 pg.on("crash", lambda _pg, i=i: log(f"tab {i}: its renderer crashed"))
-                pg.on("pageerror", lambda e, i=i: log(f"tab {i}: page error: {str(e)[:200]}"))
+                pg.on("pageerror", lambda e, i=i: log(f"tab {i}: page error: {str(e)[:600]}"))
             yield ctx, pages
         finally:
             ctx.close()

@@ -12,6 +12,7 @@ from ui.challenge import challenge_board
 from ui.predict import class_predictions
 from ui.registry import get_store, plain
 from ui.session import learner_book, viewer
+from ui.fragment import fragment
 
 store, book = get_store(), learner_book()
 if not viewer().teacher:  # reached by a direct URL without the teacher's key
@@ -24,7 +25,7 @@ def gb(n: float) -> str:
     return f"{n / 2**30:.1f} GB"
 
 
-@st.fragment(run_every=2.0)
+@fragment(run_every=2.0)
 def overview() -> None:
     runs, limits = store.list(), store.limits
     live = [r for r in runs if r.live]
@@ -119,7 +120,7 @@ with right:
 challenge_board(store, book)
 
 
-@st.fragment(run_every=5.0)
+@fragment(run_every=5.0)
 def predictions() -> None:
     st.subheader("Predictions")
     class_predictions()

@@ -17,6 +17,7 @@ from ui.my_drawings import my_drawings
 from ui.registry import BROKEN, get_store, ordered_runs
 from ui.session import viewer
 from ui.tiles import GAP, TILE, preprocessing_strip, saliency_figure
+from ui.fragment import fragment
 
 from streamlit_drawable_canvas import st_canvas  # noqa: E402 - only importable inside a running page
 
@@ -118,7 +119,7 @@ def draw_prediction(title: str, pred) -> None:
                                yrange=(0, 1.15), percent=True), key=f"draw_probs_{title}", width="stretch")
 
 
-@st.fragment  # a stroke reruns only this part of the page
+@fragment  # a stroke reruns only this part of the page
 def canvas_and_prediction() -> None:
     left, right = st.columns([1, 1])
     with left:

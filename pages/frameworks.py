@@ -19,6 +19,7 @@ from ui.links import Param, apply_link, choice, flag, flag_text, link_box, whole
 from ui.predict import attach, predict_box, reveal
 from ui.registry import BROKEN, get_store, plain
 from ui.session import viewer
+from ui.fragment import fragment
 
 SWITCH_LABELS = {"init": "initial weights", "bn_momentum": "BatchNorm momentum", "bn_eps": "BatchNorm ε",
                  "adam_eps": "Adam ε (value and place)", "logits": "where softmax lives"}
@@ -138,7 +139,7 @@ def yardstick(torch_run):
     return saved.get(torch_run.id)
 
 
-@st.fragment(run_every=1.0 if live_now else None)
+@fragment(run_every=1.0 if live_now else None)
 def comparison() -> None:
     runs = twin_runs(store, group)
     if any(r.live for r in runs.values()):

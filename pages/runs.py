@@ -17,6 +17,7 @@ from ui.evaluation import cleanup, evaluation_view
 from ui.figures import accuracy_figure, loss_figure
 from ui.registry import BROKEN, default_run, fresh_label, get_store, lab_kind, ordered_runs, plain, run_labels
 from ui.session import owner_name, shown_runs, viewer, visible_runs
+from ui.fragment import fragment
 
 
 store, who = get_store(), viewer()
@@ -52,7 +53,7 @@ TABLE_COLUMNS = {"name": st.column_config.TextColumn("name", width="large"),
                  BEST_COLUMN: st.column_config.TextColumn(BEST_COLUMN, help=BEST_HELP)}
 
 
-@st.fragment(run_every=2.0 if any(r.live for r in runs) else None)
+@fragment(run_every=2.0 if any(r.live for r in runs) else None)
 def runs_table() -> None:
     rows = []
     on_drawings = drawing_accuracies(store, store.list())  # measured once per run, then read from its folder

@@ -20,6 +20,7 @@ from core.store.waiting import queue_waits
 from ui.links import apply_link, config_params, link_box
 from ui.registry import default_run, fresh_label, get_store, lab_kind, ordered_runs, plain, run_labels, unique_name
 from ui.session import viewer, visible_runs
+from ui.fragment import fragment
 
 MAIN_SETTINGS = ("dataset", "batch_norm", "lr", "batch_size", "epochs", "max_batches")  # the rest: "More settings"
 METRIC_WIDTH = 150  # px: "Last test accuracy" and "98.23%" whole
@@ -165,7 +166,7 @@ def show_snapshot(snap: RunSnapshot, planned_steps: int, controls, note: str | N
                   for h in snap.history], hide_index=True)
 
 
-@st.fragment(run_every=1.0 if was_live else None)  # polls only while the run is live
+@fragment(run_every=1.0 if was_live else None)  # polls only while the run is live
 def live_view() -> None:
     info = store.get(run_id)
     snap = info.snapshot

@@ -16,6 +16,7 @@ from ui.data import blocked_help, data_line
 from ui.estimate import duration_caption
 from ui.paper_figures import ARM_COLOURS, accuracy_panel, percentile_panel, shared_range
 from ui.registry import BROKEN, plain
+from ui.fragment import fragment
 
 NETWORK_LABELS = {"paper": "the paper's network (sigmoid, SGD)",
                   "course": "the course's network, for contrast (ReLU, Adam)"}
@@ -109,7 +110,7 @@ def paper_mode_section(store, data) -> None:
     group = st.selectbox("Pair", groups, key=K.BN_PAPER_GROUP, format_func=lambda g: _group_label(store, g))
     live = any(r.live for r in group_runs(store, group))
 
-    @st.fragment(run_every=2.0 if live else None)
+    @fragment(run_every=2.0 if live else None)
     def pair_view() -> None:
         runs = group_runs(store, group)
         for r in runs:

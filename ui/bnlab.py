@@ -24,6 +24,7 @@ from ui.figures import ARM_COLORS, around, arm_band_figure, bar_figure, line_fig
 from ui.predict import attach, predict_box, reveal
 from ui.registry import BROKEN, plain
 from ui.session import Viewer, viewer
+from ui.fragment import fragment
 
 BN, NO_BN = "BN", "no-BN"
 # Predict, then reveal: each experiment of the lab asks its own questions, and a prediction locked in for one is
@@ -95,7 +96,7 @@ def twins_view(store: RunStore, group: str) -> None:
     """Loss and accuracy bands of both arms, the summary and the verdict on seed noise; live while the set trains."""
     live_now = any(r.live for r in group_runs(store, group))
 
-    @st.fragment(run_every=1.0 if live_now else None)
+    @fragment(run_every=1.0 if live_now else None)
     def comparison() -> None:
         runs = group_runs(store, group)
         arms = {BN: [r.snapshot for r in runs if arm(r) == BN], NO_BN: [r.snapshot for r in runs if arm(r) == NO_BN]}
@@ -221,7 +222,7 @@ def inside_view(store: RunStore, runs: Sequence[RunInfo]) -> None:
     inside_live = any(r.live for r in inside_runs.values())
     hidden = runs[0].config.hidden
 
-    @st.fragment(run_every=2.0 if inside_live else None)
+    @fragment(run_every=2.0 if inside_live else None)
     def view() -> None:
         if inside_live and not any(store.get(r.id).live for r in inside_runs.values()):
             st.rerun(scope="app")  # the first seed's twins ended: redraw once, without polling
@@ -331,7 +332,7 @@ def sweep_view(store: RunStore, data: DataCheck, owner: str, dataset: str) -> No
     sweep = st.session_state.get(K.BN_SWEEP_GROUP) if st.session_state.get(K.BN_SWEEP_GROUP) in sweeps else sweeps[0]
     sweep_live = any(r.live for r in group_runs(store, sweep))
 
-    @st.fragment(run_every=1.0 if sweep_live else None)
+    @fragment(run_every=1.0 if sweep_live else None)
     def view() -> None:
         runs = group_runs(store, sweep)
         series = {}

@@ -8,11 +8,12 @@ from core.lessons.challenge import leaderboard, load_challenge
 from core.store.learners import LearnerBook
 from core.store.runs import RunStore
 from ui.registry import plain
+from ui.fragment import fragment
 
 
 def challenge_board(store: RunStore, book: LearnerBook, me: str | None = None) -> None:
     """Redrawn every 2 s. `me`: the learner looking (None: the teacher, who sees every row's details)."""
-    @st.fragment(run_every=2.0)
+    @fragment(run_every=2.0)
     def board() -> None:
         challenge, _ = load_challenge(store.root)
         if challenge is None:

@@ -18,6 +18,7 @@ from ui import keys as K
 from ui.data import blocked_help
 from ui.estimate import duration_caption, progress_words
 from ui.registry import plain
+from ui.fragment import fragment
 
 COLUMN = "on drawings"  # the runs table's column, next to the MNIST test accuracy
 MEASURING = "measuring…"
@@ -60,7 +61,7 @@ def waiting(store: RunStore, runs: list[RunInfo]) -> bool:
 
 def waiting_notice(store: RunStore) -> None:
     """A line that says the set is being built, and reruns the page once it is there."""
-    @st.fragment(run_every=1.0)
+    @fragment(run_every=1.0)
     def poll() -> None:
         if _ready(store):
             st.rerun(scope="app")
@@ -92,7 +93,7 @@ def quick_train(store: RunStore, data: DataCheck, label: str, primary: bool, own
         duration_caption([quick], data)
         return
 
-    @st.fragment(run_every=0.5)
+    @fragment(run_every=0.5)
     def quick_progress() -> None:
         snap = store.get(live.id).snapshot
         st.progress(snap.run_progress, text=progress_words(snap, quick))

@@ -15,6 +15,7 @@ from core.engine.snapshot import RunSnapshot
 from core.store.pace import PROBE, Estimate, estimate, steps_per_epoch
 from core.store.runs import RunInfo
 from ui.registry import get_store
+from ui.fragment import fragment
 
 POLL = 0.5  # s between looks at the probe while it measures
 
@@ -37,7 +38,7 @@ def duration_caption(configs: Sequence[TrainConfig], data: DataCheck, before: st
     start_probe(data)
     measuring = PROBE.measuring
 
-    @st.fragment(run_every=POLL if measuring else None)
+    @fragment(run_every=POLL if measuring else None)
     def caption() -> None:
         guess = page_estimate(configs, prefer)
         basis = guess.basis + ("; timing a few steps now" if PROBE.measuring else "")

@@ -8,6 +8,7 @@ import streamlit as st
 
 from ui import keys as K
 from ui.registry import store_revision
+from ui.fragment import fragment
 
 WATCH_EVERY = 1.0  # s: a run started in another tab shows within about this plus one page run
 
@@ -21,7 +22,7 @@ def _whose() -> str | None:
     return None
 
 
-@st.fragment(run_every=WATCH_EVERY)
+@fragment(run_every=WATCH_EVERY)
 def _watch() -> None:
     if store_revision(_whose()) != st.session_state.get(K.APP_REVISION):
         st.rerun(scope="app")

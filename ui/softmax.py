@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
+from ui.fragment import fragment
 
 UP, DOWN = "#2ca02c", "#d62728"  # gradient < 0: gradient descent pushes the logit up; > 0: down
 
@@ -53,7 +54,7 @@ def double_runs(store, ids: list[str]) -> None:
         return
     live_now = any(store.get(i).live for i in ids)
 
-    @st.fragment(run_every=1.0 if live_now else None)
+    @fragment(run_every=1.0 if live_now else None)
     def curves() -> None:
         pairs = [(form_name(store.get(i).config), store.get(i).snapshot) for i in ids]
         c1, c2 = st.columns(2)

@@ -18,6 +18,7 @@ from ui.tuning import (draws, gvr_results, region_scatter, sample_histogram, sta
 from ui.predict import attach, predict_box
 from ui.session import viewer
 from ui.tuning import GVR_ASKED, gvr_reveal
+from ui.fragment import fragment
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class Lab:
         """Draw a lesson's results, once a second while any of its studies runs here."""
         live = any(self.tuner.running(n) for n in names)
 
-        @st.fragment(run_every=1.0 if live else None)
+        @fragment(run_every=1.0 if live else None)
         def panel() -> None:
             for n in names:
                 study, spec = self.tuner.open(n)
@@ -302,7 +303,7 @@ def own_study(lab: Lab) -> None:
     view = st.selectbox("Watch a study (every study in storage, newest first)", all_studies, key=K.TUNE_VIEW)
     view_live = tuner.running(view)
 
-    @st.fragment(run_every=2.0 if view_live else None)
+    @fragment(run_every=2.0 if view_live else None)
     def live_view() -> None:
         study_view(tuner, view, "view")
         if view_live and not tuner.running(view):
