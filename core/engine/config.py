@@ -226,8 +226,8 @@ class TrainConfig:
     # "auto" is resolved when the config is made, so a saved config always says what ran.
     precision: str = option("auto", "Arithmetic",
                             "fp32, or bf16 mixed precision (torch.autocast: matrix products in bfloat16 with float32 "
-                            "sums); auto: whichever of the two trains faster on this machine, measured once (about a "
-                            "second) and kept. bf16's accuracy was checked against float32 over 10 epochs, seeds "
+                            "sums); auto: whichever of the two trains this network faster on this machine, measured once "
+                            "per network (about a second) and kept. bf16's accuracy was checked against float32 over 10 epochs, seeds "
                             "0-2, on an Intel Xeon (AMX): BN 98.12% vs 98.17%, no-BN 97.56% vs 97.52% "
                             "(benchmarks/README.md)",
                             "choice", choices=lambda: PRECISIONS, choice_label=lambda v: _PRECISION_LABELS[v](),
@@ -238,13 +238,13 @@ class TrainConfig:
             object.__setattr__(self, "hidden", tuple(self.hidden))
         if self.precision == "auto" and self.framework == "keras":
             object.__setattr__(self, "precision", "fp32")  # a Keras run computes in float32: nothing to choose
+        self.validate()  # first: auto is measured on this config's network, which must be a valid one
         if self.precision == "auto":  # what auto chose, and why, is kept beside the field (not part of equality)
             from core.engine.precision import auto_precision
 
-            choice = auto_precision()
+            choice = auto_precision(self.hidden, self.activation)  # measured per network: see precision.py
             object.__setattr__(self, "precision", choice.precision)
             object.__setattr__(self, "_precision_choice", choice)
-        self.validate()
 
     @property
     def precision_choice(self):
@@ -342,12 +342,12 @@ def _mb(n: int) -> str:
     return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:,.0f} MB"
 
 
-_PRECISION_LABELS = {"auto": lambda: f"auto ({resolve_precision('auto')} here)", "fp32": lambda: "float32",
+_PRECISION_LABELS = {"auto": lambda: f"auto ({resolve_precision('auto')} here for the course network)", "fp32": lambda: "float32",
                      "bf16": lambda: "bf16 mixed precision"}
 
 
 def resolve_precision(precision: str) -> str:
-    """'auto' -> 'fp32' or 'bf16', whichever trains faster on this machine (measured once per machine and
+    """'auto' -> 'fp32' or 'bf16', whichever trains faster on this machine (measured once per machine and network and
     kept: core/engine/precision.py); 'fp32' and 'bf16' stay as they are."""
     if precision != "auto":
         return precision

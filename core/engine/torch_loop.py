@@ -6,6 +6,8 @@ run control asked before each batch (pause, stop) and a logging window every few
 """
 from __future__ import annotations
 
+import contextlib
+
 from typing import Callable
 
 import torch
@@ -49,8 +51,8 @@ def make_step(model: MLP, opt: Optimizer, precision: str = "fp32", device_type: 
 
     Mixed precision ("bf16") is thread-local, so other threads (and evaluation) stay in float32. A CUDA graph
     cannot replay autocast's cache of cast weights: it is switched off there."""
-    amp = torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16",
-                         cache_enabled=device_type != "cuda")
+    amp = torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=device_type != "cuda") \
+        if precision == "bf16" else contextlib.nullcontext()  # a disabled autocast still costs its enter and exit
 
     def step(xb: torch.Tensor, yb: torch.Tensor, probe_step: int | None = None):
         if probe_step:
