@@ -70,7 +70,7 @@ if multi.open:  # only the open tab runs and is drawn
         if shown:
             c2.plotly_chart(bar_figure(names, r.grad, "Gradient dL/dz = (ŷ − y)/T  (green: pushed up, red: pushed down)",
                                        colors=sign_colors(r.grad)), key="sm_grad", width="stretch")
-        st.dataframe({"class": names, "logit z": np.round(z, 4), "ŷ": np.round(r.probs, 4), "y (one-hot)": r.target.astype(int),
+        st.table({"class": names, "logit z": np.round(z, 4), "ŷ": np.round(r.probs, 4), "y (one-hot)": r.target.astype(int),
                       "−y·log ŷ": np.round(r.terms, 4), **({"dL/dz": np.round(r.grad, 4)} if shown else {})}, hide_index=True)
         st.markdown(f"**Loss** = −log ŷ[{names[target]}] = −log {r.probs[target]:.4f} = **{r.loss:.4f}**. "
                     "Only the true class's term is non-zero, yet every logit gets a gradient: the true class is pushed up, "

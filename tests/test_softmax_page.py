@@ -21,7 +21,7 @@ def md(at) -> str:
 
 def test_multiclass_preset_reproduces_worked_example(page):
     page.button(key=K.SM_PRESET).click().run()
-    df = page.dataframe[0].value
+    df = page.table[0].value
     assert list(df["ŷ"].round(6)) == [0.1, 0.2, 0.7]
     assert list(df["dL/dz"].round(6)) == [0.1, 0.2, -0.3]
     assert "= **0.3567**" in md(page)
@@ -31,7 +31,7 @@ def test_multiclass_preset_reproduces_worked_example(page):
 def test_multiclass_sliders_and_classes(page):
     page.number_input(key=K.SM_N).set_value(5).run()
     page.slider(key=f"{K.SM_LOGIT}4").set_value(9.5).run()
-    df = page.dataframe[0].value
+    df = page.table[0].value
     assert len(df) == 5 and df["ŷ"].idxmax() == 4
     assert any("equal torch autograd" in s.value for s in page.success)
 
@@ -117,9 +117,9 @@ def test_prediction_mode_hides_the_gradient_until_predicted_and_scores_it(page):
 
     page.button(key=K.SM_PRESET).click().run()
     page.number_input(key=K.SM_TEMP).set_value(2.0).run()
-    assert "dL/dz" in page.dataframe[0].value.columns  # prediction mode off: the page as it always was
+    assert "dL/dz" in page.table[0].value.columns  # prediction mode off: the page as it always was
     page.toggle(key=f"{K.PREDICT}_softmax_mode").set_value(True).run()
-    assert "dL/dz" not in page.dataframe[0].value.columns
+    assert "dL/dz" not in page.table[0].value.columns
     (box,) = [n for n in page.number_input if n.key.startswith(f"{K.PREDICT}_softmax.grad_true_")]
     r = softmax_cross_entropy(np.array(logits_for_probs(WORKED_PROBS)), 2, 2.0)
     p_true, measured = float(r.probs[2]), float(r.grad[2])
@@ -127,6 +127,6 @@ def test_prediction_mode_hides_the_gradient_until_predicted_and_scores_it(page):
     box.set_value(round(measured + QUESTIONS["softmax.grad_true"].tolerance, 9)).run()
     [b for b in page.button if b.key == box.key + "_lock"][0].click().run()
     assert not page.exception
-    assert "dL/dz" in page.dataframe[0].value.columns  # committed: the gradient is shown
+    assert "dL/dz" in page.table[0].value.columns  # committed: the gradient is shown
     text = (md(page) + " ".join(c.value for c in page.caption)).replace("\\", "")  # markdown escapes out
     assert "within range" in text and f"({p_true:.3f} − 1)/2 = {measured:.3f}" in text
