@@ -1,5 +1,6 @@
 """Fair admission (core/store/scheduler.py) and the run store acting on it: slots, memory, fairness, refusal,
 pause, restart, ownership. Each test names the wrong scheduler it would catch."""
+import math
 import time
 
 import pytest
@@ -192,3 +193,38 @@ def test_the_same_settings_of_another_learner_are_not_a_duplicate(one_slot):
         one_slot.start(config, owner="ann")
     assert one_slot.find_live(config, "ben").id == ben.id and one_slot.find_live(config, "cy") is None
     one_slot.start(config, owner="ann", allow_duplicate=True)
+
+
+# --- where a queued run stands (core/store/waiting.py) ------------------------------------------------------------
+def test_start_times_follow_slots_memory_and_shared_cores():
+    """Hand-computed queues. Slots: two runs with 10 and 20 s left, three 30-s runs waiting, 2 slots: they start at
+    10, 20 and 40 s. Memory: six 8-s runs of 1 unit against 4 units, 25 slots, 2 cores: four start now and share
+    the two cores (each at half speed, 16 s), the last two at 16 s. Catches an estimate that counts slots only (0 s
+    for all six: what the page said in bench-class case C, 5.45x too short) and one that gives every run a whole
+    core (8 s)."""
+    from core.store.waiting import start_times
+
+    assert start_times([(10, 1), (20, 1)], [(30, 1)] * 3, slots=2, memory_total=100, cores=2) == [10, 20, 40]
+    assert start_times([], [(8, 1)] * 6, slots=25, memory_total=4, cores=2) == [0, 0, 0, 0, 16, 16]
+    # the head is never passed: a big run waits for memory and the small one behind it waits too
+    assert start_times([(5, 3)], [(10, 3), (1, 1)], slots=4, memory_total=4, cores=4) == [5, 5]
+    # paused runs hold their memory: a head that cannot fit beside them has no start in sight
+    assert start_times([], [(8, 3)], slots=4, memory_total=4, cores=2, held=2) == [math.inf]
+
+
+def test_queued_runs_show_place_and_start(one_slot):
+    """Through the store: one run trains, two wait; each waiting run gets its place and a start no earlier than the
+    one ahead of it, the first one's within the training run's time left."""
+    from core.store.waiting import queue_waits
+
+    first = one_slot.start(TrainConfig(**LONG), owner="ann")
+    wait_until(lambda: one_slot.get(first.id).snapshot.status == "running", 60)
+    b1 = one_slot.start(TrainConfig(seed=3, **TINY), owner="ben")
+    a2 = one_slot.start(TrainConfig(seed=2, **TINY), owner="ann")
+    try:
+        waits = queue_waits(one_slot)
+        assert [waits[b1.id].position, waits[a2.id].position] == [1, 2] and waits[b1.id].of == 2
+        assert 0 <= waits[b1.id].seconds <= waits[a2.id].seconds < math.inf
+        assert "1st of 2 in the queue" in waits[b1.id].describe()
+    finally:
+        one_slot.stop_all(wait=60)
