@@ -16,10 +16,10 @@ def challenge_board(store: RunStore, book: LearnerBook, me: str | None = None) -
     @fragment(run_every=2.0)
     def board() -> None:
         challenge, _ = load_challenge(store.root)
-        if challenge is None:  # a line either way: a fragment that draws nothing would leave an empty row
-            st.caption("No challenge yet: compose one above; learners see it on their Home page and the board here "
-                       "fills in as their runs finish." if me is None else "No class challenge yet: when your teacher "
-                       "sets one, it shows here with the class's leaderboard.")
+        if challenge is None:
+            if me is None:
+                st.caption("No challenge yet: compose one above; learners see it on their Home page and the board "
+                           "here fills in as their runs finish.")
             return
         if me is not None:
             st.subheader("Class challenge")
